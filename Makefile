@@ -1,0 +1,65 @@
+# rs3gw: every target sets itself up from a bare Debian machine (root, or sudo when not root).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_PACKAGES := build-essential python3-dev python3-venv libisal-dev liburing-dev libssl-dev \
+	pkg-config rclone s3cmd openssl
+# Anything that changes what `pip install -e` produces re-runs the install.
+DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
+DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
+PYTEST_FAST := -m "not slow and not clients"
+
+.PHONY: help deps apt serve test test-fast lint build clean
+
+help:
+	@echo "make serve      run the gateway (RS3GW_* env passes through)"
+	@echo "make test       lint + types + the whole test suite"
+	@echo "make test-fast  lint + types + tests not marked slow or clients"
+	@echo "make build      rebuild the compiled core in place"
+	@echo "make deps       system packages + .venv + editable install (done by the targets above)"
+
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP): $(DEPS_INPUTS)
+	@$(MAKE) --no-print-directory apt
+	@if [ ! -x $(PY) ]; then echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=64" wheel "Cython>=3"
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# `apt-get update` runs once, and only when something is missing.
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+		dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+serve: deps
+	exec $(PY) -m rs3gw
+
+lint: deps
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy src/rs3gw
+
+test: lint
+	$(PY) -m pytest -q
+
+test-fast: lint
+	$(PY) -m pytest -q $(PYTEST_FAST)
+
+build: deps
+	$(PY) setup.py --quiet build_ext --inplace
+
+clean:
+	rm -rf build src/*.egg-info $(DEPS_STAMP)
+	find src/rs3gw -name '*.so' -delete

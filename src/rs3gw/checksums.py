@@ -1,0 +1,165 @@
+"""Object checksums as S3 defines them: streaming hashers, header encoding, multipart forms.
+
+CRCs come from the compiled core (rs3gw._core.crc). A missing build is an ImportError, never a
+silent slow path; RS3GW_CORE=reference swaps in the pure-Python twin for tests only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import Protocol
+
+ALGOS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+CRC_ALGOS = ("crc32", "crc32c", "crc64nvme")
+
+# Raw digest length per algorithm; md5 is here for Content-MD5.
+DIGEST_SIZES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32, "md5": 16}
+
+
+def _load_core() -> tuple[ModuleType, str]:
+    if os.environ.get("RS3GW_CORE", "compiled") == "reference":
+        from rs3gw._core import crc_ref
+
+        return crc_ref, "reference"
+    try:
+        from rs3gw._core import crc
+    except ImportError as exc:
+        raise ImportError(
+            "rs3gw._core.crc is not built: run `make build` (or `make deps` on a fresh machine)"
+        ) from exc
+    return crc, f"compiled:{crc.backend}"
+
+
+_crc, backend = _load_core()
+
+_CRC_FUNCS: dict[str, Callable[..., int]] = {
+    "crc32": _crc.crc32,
+    "crc32c": _crc.crc32c,
+    "crc64nvme": _crc.crc64nvme,
+}
+_COMBINE_FUNCS: dict[str, Callable[[int, int, int], int]] = {
+    "crc32": _crc.crc32_combine,
+    "crc32c": _crc.crc32c_combine,
+    "crc64nvme": _crc.crc64nvme_combine,
+}
+
+
+def _check_algo(algo: str, allowed: Iterable[str]) -> None:
+    if algo not in allowed:
+        raise ValueError(f"unsupported checksum algorithm {algo!r}")
+
+
+class _Digest(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+class _Crc:
+    """Running CRC with the hashlib-like surface Hasher needs."""
+
+    __slots__ = ("_func", "_size", "_value")
+
+    def __init__(self, algo: str) -> None:
+        self._func = _CRC_FUNCS[algo]
+        self._value = 0
+        self._size = DIGEST_SIZES[algo]
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._value = self._func(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(self._size, "big")
+
+
+class Hasher:
+    """MD5 (for the ETag) plus any of ALGOS over one stream, fed chunk by chunk.
+
+    Each update is one call per algorithm per chunk; hashlib and the compiled CRCs both release
+    the GIL on large buffers, so a worker thread can hash while the loop serves others.
+    """
+
+    def __init__(self, algos: Iterable[str] = (), *, md5: bool = True) -> None:
+        self.size = 0
+        self._hashers: dict[str, _Digest] = {}
+        if md5:
+            self._hashers["md5"] = hashlib.md5()
+        for algo in algos:
+            _check_algo(algo, ALGOS)
+            if algo in self._hashers:
+                continue
+            self._hashers[algo] = _Crc(algo) if algo in CRC_ALGOS else hashlib.new(algo)
+
+    @property
+    def algos(self) -> tuple[str, ...]:
+        return tuple(self._hashers)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        for h in self._hashers.values():
+            h.update(data)
+        self.size += memoryview(data).nbytes
+
+    def digests(self) -> dict[str, bytes]:
+        return {algo: h.digest() for algo, h in self._hashers.items()}
+
+    def md5_hex(self) -> str:
+        h = self._hashers.get("md5")
+        if h is None:
+            raise ValueError("this Hasher was created with md5=False")
+        return h.digest().hex()
+
+
+def b64(raw: bytes) -> str:
+    """Base64 text as S3 writes it in x-amz-checksum-* and Content-MD5."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_checksum(algo: str, value: str) -> bytes:
+    """Header value -> raw digest; ValueError on unknown algo, bad base64 or wrong length."""
+    _check_algo(algo, DIGEST_SIZES)
+    try:
+        raw = binascii.a2b_base64(value.strip().encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f"invalid base64 in {algo} checksum") from exc
+    if len(raw) != DIGEST_SIZES[algo]:
+        raise ValueError(f"{algo} checksum must be {DIGEST_SIZES[algo]} bytes, got {len(raw)}")
+    return raw
+
+
+def multipart_etag(part_md5_hex: list[str]) -> str:
+    """S3 multipart ETag (unquoted): md5 of the concatenated binary part MD5s, then -N."""
+    if not part_md5_hex:
+        raise ValueError("a multipart upload has at least one part")
+    joined = b"".join(bytes.fromhex(h.strip('"')) for h in part_md5_hex)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(part_md5_hex)}"
+
+
+def composite_checksum(algo: str, part_raw: list[bytes]) -> str:
+    """COMPOSITE multipart checksum: b64(H(concat raw part checksums)) + -N.
+
+    CRC64NVME has no composite form in S3 (full-object only), so it is refused here.
+    """
+    _check_algo(algo, ("crc32", "crc32c", "sha1", "sha256"))
+    if not part_raw:
+        raise ValueError("a multipart upload has at least one part")
+    h = Hasher((algo,), md5=False)
+    for raw in part_raw:
+        h.update(raw)
+    return f"{b64(h.digests()[algo])}-{len(part_raw)}"
+
+
+def full_object_crc(algo: str, parts: list[tuple[bytes, int]]) -> bytes:
+    """FULL_OBJECT checksum from (raw part crc, part size) pairs, without rereading any data."""
+    _check_algo(algo, CRC_ALGOS)
+    combine = _COMBINE_FUNCS[algo]
+    size = DIGEST_SIZES[algo]
+    acc = 0
+    for raw, length in parts:
+        if len(raw) != size:
+            raise ValueError(f"{algo} part checksum must be {size} bytes, got {len(raw)}")
+        acc = combine(acc, int.from_bytes(raw, "big"), length)
+    return acc.to_bytes(size, "big")
