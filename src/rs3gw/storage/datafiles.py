@@ -1,0 +1,431 @@
+"""Data files of the local engine: on-disk layout, streaming writer, range reader, range copy.
+
+Layout under ``{root}/.rs3gw``: ``tmp/<vid>`` while being written, ``objects/<vid[0:2]>/<vid[2:4]>/<vid>``
+once committed. Files are named by vid (uuid4 hex), never by key. Everything here that touches the
+disk runs in a worker thread; the async methods only hop to the pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rs3gw.storage.types import NoSuchKey, ObjectMeta, WriteResult
+
+from .. import checksums
+
+SUPPORTED_CHECKSUMS = frozenset({"crc32", "crc32c", "crc64nvme", "sha1", "sha256", "md5"})
+
+# Chunks smaller than this are copied into a per-writer buffer instead of paying a thread hop each;
+# the buffer is flushed (hashed + written in one hop) once it would pass COALESCE_FLUSH_BYTES.
+COALESCE_CHUNK_MAX_BYTES = 64 * 1024
+COALESCE_FLUSH_BYTES = 256 * 1024
+COPY_CHUNK_BYTES = 1 << 20
+
+_VID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+# --- hashing --------------------------------------------------------------------------------------
+def _new_hasher(algos: Iterable[str]) -> Any:
+    # The shared compiled hasher: MD5 + the checksums in one pass, GIL released on big buffers.
+    return checksums.Hasher([a for a in algos if a != "md5"])
+
+
+def normalize_algos(algos: Iterable[str]) -> tuple[str, ...]:
+    seen: list[str] = []
+    for a in algos:
+        a = a.lower()
+        if a not in SUPPORTED_CHECKSUMS:
+            raise ValueError(f"unsupported checksum algorithm {a!r}")
+        if a not in seen:
+            seen.append(a)
+    return tuple(seen)
+
+
+def checksums_b64(raw: dict[str, bytes]) -> dict[str, str]:
+    return {a: base64.b64encode(v).decode("ascii") for a, v in raw.items() if a != "md5"}
+
+
+# --- layout and durability helpers ------------------------------------------------------------------
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class DataLayout:
+    """Paths and file-level operations; all methods are blocking and run in worker threads."""
+
+    def __init__(self, root: Path, durable: bool) -> None:
+        self.base = root / ".rs3gw"
+        self.tmp_dir = str(self.base / "tmp")
+        self.objects_dir = str(self.base / "objects")
+        self.durable = durable
+
+    def prepare(self) -> None:
+        for d in (self.base, Path(self.tmp_dir), Path(self.objects_dir)):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def check_vid(vid: str) -> str:
+        # Segment vids can come from the S3 layer (metadata-only replace); never let one form a path.
+        if not _VID_RE.fullmatch(vid):
+            raise ValueError(f"invalid data file id {vid!r}")
+        return vid
+
+    def tmp_path(self, vid: str) -> str:
+        return os.path.join(self.tmp_dir, self.check_vid(vid))
+
+    def object_dir(self, vid: str) -> str:
+        return os.path.join(self.objects_dir, vid[0:2], vid[2:4])
+
+    def object_path(self, vid: str) -> str:
+        return os.path.join(self.object_dir(self.check_vid(vid)), vid)
+
+    def open_data(self, vid: str) -> int:
+        """Open a committed data file for reading; committed data may still sit in tmp/ for the
+        moment between the metadata commit and its rename, hence objects/ → tmp/ → objects/."""
+        obj = self.object_path(vid)
+        for path in (obj, self.tmp_path(vid), obj):
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+        raise NoSuchKey(vid)
+
+    def _ensure_dir(self, path: str, touched: set[str]) -> None:
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path)
+        self._ensure_dir(parent, touched)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            return
+        # A new directory entry is durable only once its parent is fsynced.
+        touched.add(parent)
+
+    def publish(self, vid: str, touched: set[str]) -> bool:
+        """Move a committed tmp file into objects/. Returns False if there was nothing to move
+        (already moved, or gone). ``touched`` collects directories to fsync before forgetting it."""
+        dest_dir = self.object_dir(self.check_vid(vid))
+        self._ensure_dir(dest_dir, touched)
+        try:
+            os.rename(self.tmp_path(vid), os.path.join(dest_dir, vid))
+        except FileNotFoundError:
+            return False
+        touched.add(dest_dir)
+        touched.add(self.tmp_dir)
+        return True
+
+    def remove(self, vid: str, touched: set[str]) -> None:
+        for path in (self.object_path(vid), self.tmp_path(vid)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            touched.add(os.path.dirname(path))
+
+    def discard_tmp(self, vid: str) -> None:
+        try:
+            os.unlink(self.tmp_path(vid))
+        except FileNotFoundError:
+            pass
+
+    def sync_dirs(self, dirs: Iterable[str]) -> None:
+        if not self.durable:
+            return
+        for d in sorted(dirs, key=len, reverse=True):
+            try:
+                fsync_dir(d)
+            except FileNotFoundError:
+                continue
+
+    def sweep_tmp(self) -> int:
+        """Unlink every file in tmp/. Only call when no committed-but-unmoved vid is left there."""
+        n = 0
+        with os.scandir(self.tmp_dir) as it:
+            for entry in it:
+                try:
+                    os.unlink(entry.path)
+                    n += 1
+                except FileNotFoundError:
+                    continue
+                except IsADirectoryError:
+                    continue
+        if n:
+            self.sync_dirs([self.tmp_dir])
+        return n
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+class _TmpFile:
+    """A new tmp data file being hashed and written; blocking, used from one thread at a time."""
+
+    def __init__(self, layout: DataLayout, algos: tuple[str, ...]) -> None:
+        self.layout = layout
+        self.vid = uuid.uuid4().hex
+        self.algos = algos
+        self.size = 0
+        self.hasher = _new_hasher(algos)
+        self.fd = -1
+
+    def write(self, data: Any) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.layout.tmp_path(self.vid),
+                              os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.hasher.update(data)
+        _write_all(self.fd, data)
+        self.size += memoryview(data).nbytes
+
+    def finish(self) -> WriteResult:
+        self.write(b"")
+        try:
+            # Durability order: file data fsync, then the tmp directory entry, and only then may the
+            # caller commit metadata that makes this vid visible.
+            if self.layout.durable:
+                os.fsync(self.fd)
+        finally:
+            self.close()
+        if self.layout.durable:
+            fsync_dir(self.layout.tmp_dir)
+        d = self.hasher.digests()
+        return WriteResult(vid=self.vid, size=self.size, md5_hex=d["md5"].hex(),
+                           checksums={a: d[a] for a in self.algos})
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def discard(self) -> None:
+        self.close()
+        self.layout.discard_tmp(self.vid)
+
+
+class ObjectWriter:
+    """Streams one object body into a tmp data file. One write at a time: await each call."""
+
+    def __init__(self, layout: DataLayout, pool: Executor, algos: tuple[str, ...],
+                 is_claimed: Callable[[str], bool]) -> None:
+        self._tmp = _TmpFile(layout, algos)
+        self._pool = pool
+        self._is_claimed = is_claimed
+        self._buf = bytearray()
+        self._inflight: Future[Any] | None = None
+        self._state = "open"
+        self.vid: str = self._tmp.vid
+        self.size: int = 0
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        cf = self._pool.submit(fn, *args)
+        self._inflight = cf
+        return await asyncio.wrap_future(cf)
+
+    async def write(self, chunk: bytes | memoryview | bytearray) -> None:
+        if self._state != "open":
+            raise ValueError(f"write on a {self._state} ObjectWriter")
+        n = memoryview(chunk).nbytes
+        if n == 0:
+            return
+        if n < COALESCE_CHUNK_MAX_BYTES and len(self._buf) + n <= COALESCE_FLUSH_BYTES:
+            # Copied, so the caller may reuse its buffer as soon as we return.
+            self._buf += chunk
+            self.size += n
+            return
+        pending, self._buf = self._buf, bytearray()
+        # The worker thread reads `chunk` until the hop completes; the caller awaits it, so its
+        # buffer stays untouched until then. After cancellation abort() waits for this hop.
+        await self._run(self._write_sync, pending, chunk)
+        self.size += n
+
+    def _write_sync(self, pending: bytearray, chunk: Any) -> None:
+        if pending:
+            self._tmp.write(pending)
+        self._tmp.write(chunk)
+
+    async def finish(self) -> WriteResult:
+        if self._state != "open":
+            raise ValueError(f"finish on a {self._state} ObjectWriter")
+        pending, self._buf = self._buf, bytearray()
+        result: WriteResult = await self._run(self._finish_sync, pending)
+        self._state = "finished"
+        return result
+
+    def _finish_sync(self, pending: bytearray) -> WriteResult:
+        if pending:
+            self._tmp.write(pending)
+        return self._tmp.finish()
+
+    async def abort(self) -> None:
+        if self._state == "aborted":
+            return
+        self._state = "aborted"
+        cf = self._inflight
+        if cf is not None and not cf.done():
+            await asyncio.wait([asyncio.wrap_future(cf)])
+        self._buf = bytearray()
+        if self._is_claimed(self.vid):
+            # A commit holding this vid is queued; the writer thread owns the file now.
+            await self._run(self._tmp.close)
+            return
+        await self._run(self._tmp.discard)
+
+
+def copy_range_sync(layout: DataLayout, src: ObjectMeta, start: int, end_inclusive: int,
+                    algos: tuple[str, ...]) -> WriteResult:
+    """Copy bytes [start, end_inclusive] of an object into a new tmp file, hashing as it goes."""
+    pieces = open_pieces(layout, plan_range(src, start, end_inclusive))
+    tmp = _TmpFile(layout, algos)
+    try:
+        for fd, offset, length in pieces:
+            while length:
+                n = min(length, COPY_CHUNK_BYTES)
+                data = _pread_exact(fd, n, offset)
+                tmp.write(data)
+                offset += n
+                length -= n
+        return tmp.finish()
+    except BaseException:
+        tmp.discard()
+        raise
+    finally:
+        for fd, _, _ in pieces:
+            os.close(fd)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Piece:
+    vid: str
+    offset: int
+    length: int
+
+
+def plan_range(meta: ObjectMeta, start: int, end_inclusive: int | None) -> list[_Piece]:
+    end = meta.size - 1 if end_inclusive is None else end_inclusive
+    if start < 0 or end >= meta.size or (start > end + 1):
+        raise ValueError(f"range {start}-{end} outside object of {meta.size} bytes")
+    pieces: list[_Piece] = []
+    pos = 0
+    for seg in meta.segments:
+        seg_end = pos + seg.size - 1
+        if seg.size and seg_end >= start and pos <= end:
+            lo = max(start, pos)
+            hi = min(end, seg_end)
+            pieces.append(_Piece(seg.vid, lo - pos, hi - lo + 1))
+        pos += seg.size
+    if pos != meta.size:
+        raise ValueError(f"segments of {meta.key!r} add up to {pos}, not {meta.size}")
+    return pieces
+
+
+def open_pieces(layout: DataLayout, plan: list[_Piece]) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
+    try:
+        for p in plan:
+            out.append((layout.open_data(p.vid), p.offset, p.length))
+    except BaseException:
+        for fd, _, _ in out:
+            os.close(fd)
+        raise
+    return out
+
+
+def _pread_exact(fd: int, n: int, offset: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    if len(data) == n:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.pread(fd, n - got, offset + got)
+        if not more:
+            raise OSError(errno.EIO, f"data file shorter than its metadata ({got} < {n} bytes)")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class RangeReader:
+    """Async iterator over a byte range of an object. Holds the open fds from construction, so an
+    unlink by a concurrent overwrite or delete cannot cut a read short (the inode lives on)."""
+
+    def __init__(self, pool: Executor, pieces: list[tuple[int, int, int]], chunk_bytes: int) -> None:
+        self._pool = pool
+        self._pieces = [list(p) for p in pieces]
+        self._fds = [p[0] for p in pieces]
+        self._idx = 0
+        self._chunk = max(1, chunk_bytes)
+        self._inflight: Future[Any] | None = None
+
+    def __aiter__(self) -> RangeReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._idx >= len(self._pieces):
+            await self.aclose()
+            raise StopAsyncIteration
+        cf = self._pool.submit(self._read_sync)
+        self._inflight = cf
+        data: bytes = await asyncio.wrap_future(cf)
+        return data
+
+    def _read_sync(self) -> bytes:
+        want = self._chunk
+        out: list[bytes] = []
+        while want and self._idx < len(self._pieces):
+            piece = self._pieces[self._idx]
+            fd, offset, remaining = piece
+            n = min(want, remaining)
+            out.append(_pread_exact(fd, n, offset))
+            piece[1] += n
+            piece[2] -= n
+            want -= n
+            if piece[2] == 0:
+                self._idx += 1
+        if self._idx >= len(self._pieces):
+            # Close in this hop: closing the last fd of an unlinked file frees its blocks (real I/O).
+            self._close_sync()
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _close_sync(self) -> None:
+        fds, self._fds = self._fds, []
+        self._idx = len(self._pieces)
+        for fd in fds:
+            os.close(fd)
+
+    async def aclose(self) -> None:
+        cf = self._inflight
+        if cf is not None and not cf.done():
+            await asyncio.wait([asyncio.wrap_future(cf)])
+        if self._fds:
+            await asyncio.wrap_future(self._pool.submit(self._close_sync))
+
+    def __del__(self) -> None:
+        # Last resort for a reader dropped without aclose(); normal paths close in a worker thread.
+        for fd in getattr(self, "_fds", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,388 @@
+"""Metadata database: schema, row codecs, the single writer thread (group commit) and read pool.
+
+SQLite in WAL mode. All writes go through ONE connection owned by ONE thread (WriterThread): it
+takes every queued operation (up to a bounded batch), runs each inside its own SAVEPOINT of one
+transaction, commits once, then performs the file actions the committed operations asked for
+(publishing tmp files, unlinking garbage) and resolves the callers' futures on their loop.
+Reads use read-only connections, one per read-pool thread.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgpack
+
+from rs3gw.storage.datafiles import DataLayout
+from rs3gw.storage.types import ObjectMeta, PartInfo, Segment, UploadInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WRITE_BATCH_OPS_MAX = 256
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets(
+    name TEXT NOT NULL PRIMARY KEY, owner_id TEXT NOT NULL, region TEXT NOT NULL,
+    created REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_configs(
+    bucket TEXT NOT NULL, kind TEXT NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY(bucket, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects(
+    bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY, vid TEXT NOT NULL,
+    size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL NOT NULL,
+    content_type TEXT, meta BLOB NOT NULL,
+    PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads(
+    upload_id TEXT NOT NULL PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY,
+    initiated REAL NOT NULL, owner_id TEXT NOT NULL, content_type TEXT, meta BLOB NOT NULL
+    ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, initiated, upload_id);
+CREATE TABLE IF NOT EXISTS parts(
+    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, vid TEXT NOT NULL,
+    size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL NOT NULL,
+    checksums BLOB NOT NULL, PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
+-- Data files to unlink: inserted in the transaction that drops the last reference.
+CREATE TABLE IF NOT EXISTS gc(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
+-- Committed data files possibly still in tmp/: inserted in the transaction that commits them.
+CREATE TABLE IF NOT EXISTS renames(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+# --- codecs -----------------------------------------------------------------------------------------
+
+def _pack(obj: Any) -> bytes:
+    out: bytes = msgpack.packb(obj, use_bin_type=True)
+    return out
+
+
+def _unpack(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False)
+
+
+def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
+    meta = {
+        "headers": m.headers, "checksums": m.checksums, "checksum_type": m.checksum_type,
+        "tags": m.tags, "parts_count": m.parts_count, "owner_id": m.owner_id,
+        "segments": [[s.vid, s.size, s.etag, s.checksums] for s in m.segments],
+    }
+    return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta))
+
+
+OBJECT_COLUMNS = "bucket, key, vid, size, etag, last_modified, content_type, meta"
+
+
+def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
+    bucket, key, vid, size, etag, last_modified, content_type, blob = row
+    meta = _unpack(blob)
+    return ObjectMeta(
+        bucket=bucket, key=key, vid=vid, size=size, etag=etag, last_modified=last_modified,
+        content_type=content_type, headers=meta["headers"], checksums=meta["checksums"],
+        checksum_type=meta["checksum_type"], tags=meta["tags"],
+        segments=[Segment(v, s, e, c) for v, s, e, c in meta["segments"]],
+        parts_count=meta["parts_count"], owner_id=meta["owner_id"])
+
+
+def decode_object_summary(blob: bytes) -> tuple[str, list[str]]:
+    """(owner_id, checksum algorithms) for listings, without building a full ObjectMeta."""
+    meta = _unpack(blob)
+    return meta["owner_id"], list(meta["checksums"])
+
+
+UPLOAD_COLUMNS = "upload_id, bucket, key, initiated, owner_id, content_type, meta"
+
+
+def encode_upload(u: UploadInfo) -> tuple[Any, ...]:
+    meta = {"headers": u.headers, "checksum_algorithm": u.checksum_algorithm,
+            "checksum_type": u.checksum_type, "tags": u.tags}
+    return (u.upload_id, u.bucket, u.key, u.initiated, u.owner_id, u.content_type, _pack(meta))
+
+
+def decode_upload(row: tuple[Any, ...]) -> UploadInfo:
+    upload_id, bucket, key, initiated, owner_id, content_type, blob = row
+    meta = _unpack(blob)
+    return UploadInfo(upload_id=upload_id, bucket=bucket, key=key, initiated=initiated,
+                      owner_id=owner_id, headers=meta["headers"], content_type=content_type,
+                      checksum_algorithm=meta["checksum_algorithm"],
+                      checksum_type=meta["checksum_type"], tags=meta["tags"])
+
+
+PART_COLUMNS = "part_number, vid, size, etag, last_modified, checksums"
+
+
+def decode_part(row: tuple[Any, ...]) -> PartInfo:
+    pn, vid, size, etag, last_modified, blob = row
+    return PartInfo(part_number=pn, vid=vid, size=size, etag=etag,
+                    last_modified=last_modified, checksums=_unpack(blob))
+
+
+def encode_part_checksums(checksums: dict[str, str]) -> bytes:
+    return _pack(checksums)
+
+
+# --- connections ------------------------------------------------------------------------------------
+
+def connect_writer(db_path: Path, durable: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: the WAL is fsynced at every commit, so a commit that returned survives power loss.
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def connect_reader(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+# --- the writer -------------------------------------------------------------------------------------
+
+class Txn:
+    """What one write operation sees: the connection (inside its SAVEPOINT) and the file actions
+    to perform if, and only if, its changes commit."""
+
+    __slots__ = ("conn", "garbage", "now", "publish")
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self.publish: list[str] = []
+        self.garbage: list[str] = []
+
+    def commit_file(self, vid: str) -> None:
+        """The tmp file ``vid`` becomes referenced by this transaction."""
+        DataLayout.check_vid(vid)
+        self.conn.execute("INSERT OR IGNORE INTO renames(vid) VALUES (?)", (vid,))
+        self.publish.append(vid)
+
+    def drop_file(self, vid: str) -> None:
+        """The data file ``vid`` is no longer referenced once this transaction commits."""
+        DataLayout.check_vid(vid)
+        self.conn.execute("INSERT OR IGNORE INTO gc(vid) VALUES (?)", (vid,))
+        self.garbage.append(vid)
+
+
+@dataclass
+class WriteOp:
+    fn: Callable[[Txn], Any]
+    # tmp files to unlink if this op does not commit (data it would have published).
+    discard_on_failure: tuple[str, ...]
+    done: Callable[[Any, BaseException | None], None]
+    result: Any = None
+    error: BaseException | None = None
+    txn: Txn | None = field(default=None, repr=False)
+
+
+_STOP = object()
+
+
+class WriterThread:
+    def __init__(self, conn: sqlite3.Connection, layout: DataLayout,
+                 deliver: Callable[[list[WriteOp]], None]) -> None:
+        self._conn = conn
+        self._layout = layout
+        self._deliver = deliver
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="rs3gw-meta-writer", daemon=True)
+        # File actions done but whose bookkeeping rows are still in the db: they are deleted inside
+        # the next transaction, after the directories they touched have been fsynced.
+        self._done_gc: list[str] = []
+        self._done_renames: list[str] = []
+        self._dirty_dirs: set[str] = set()
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, op: WriteOp) -> None:
+        self._queue.put(op)
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+
+    def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                batch: list[WriteOp] = []
+                if item is _STOP:
+                    stop = True
+                else:
+                    batch.append(item)
+                while not stop and len(batch) < WRITE_BATCH_OPS_MAX:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                    else:
+                        batch.append(item)
+                if batch:
+                    try:
+                        self._run_batch(batch)
+                    except Exception:  # the writer thread must outlive any batch
+                        log.exception("write batch of %d operations failed", len(batch))
+            self._flush_bookkeeping()
+        finally:
+            self.stopped.set()
+
+    def _run_batch(self, batch: list[WriteOp]) -> None:
+        conn = self._conn
+        try:
+            self._layout.sync_dirs(self._dirty_dirs)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._forget_done(conn)
+                now = time.time()
+                for op in batch:
+                    txn = Txn(conn, now)
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        op.result = op.fn(txn)
+                    except Exception as exc:  # noqa: BLE001 - the op fails alone; its future gets it
+                        conn.execute("ROLLBACK TO op")
+                        op.error = exc
+                    else:
+                        op.txn = txn
+                    conn.execute("RELEASE op")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._dirty_dirs.clear()
+            self._done_gc.clear()
+            self._done_renames.clear()
+        except Exception as exc:
+            log.exception("metadata commit failed; failing %d operations", len(batch))
+            for op in batch:
+                if op.error is None:
+                    op.error = exc
+                op.txn = None
+        try:
+            self._after_commit(batch)
+        finally:
+            self._deliver(batch)
+
+    def _forget_done(self, conn: sqlite3.Connection) -> None:
+        if self._done_gc:
+            conn.executemany("DELETE FROM gc WHERE vid=?", [(v,) for v in self._done_gc])
+        if self._done_renames:
+            conn.executemany("DELETE FROM renames WHERE vid=?",
+                             [(v,) for v in self._done_renames])
+
+    def _after_commit(self, batch: list[WriteOp]) -> None:
+        layout = self._layout
+        touched = self._dirty_dirs
+        # Publish before unlinking: an op later in the batch may drop what an earlier one wrote.
+        for op in batch:
+            if op.txn is None:
+                continue
+            for vid in op.txn.publish:
+                try:
+                    layout.publish(vid, touched)
+                    self._done_renames.append(vid)
+                except OSError:
+                    log.exception("publishing data file %s failed; retried at restart", vid)
+        for op in batch:
+            if op.txn is None:
+                for vid in op.discard_on_failure:
+                    try:
+                        layout.discard_tmp(vid)
+                    except OSError:
+                        log.exception("removing tmp data file %s failed", vid)
+                continue
+            for vid in op.txn.garbage:
+                try:
+                    layout.remove(vid, touched)
+                    self._done_gc.append(vid)
+                except OSError:
+                    log.exception("removing data file %s failed; retried at restart", vid)
+
+    def _flush_bookkeeping(self) -> None:
+        if not (self._done_gc or self._done_renames):
+            return
+        try:
+            self._layout.sync_dirs(self._dirty_dirs)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._forget_done(self._conn)
+            self._conn.execute("COMMIT")
+        except Exception:
+            log.exception("final gc bookkeeping failed; redone at restart")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+
+def recover(conn: sqlite3.Connection, layout: DataLayout) -> tuple[int, int, int]:
+    """Crash recovery, before any other use of the store: finish publishing committed tmp files,
+    redo pending unlinks, then everything left in tmp/ was never committed and goes.
+    Returns (published, collected, swept)."""
+    renames = [r[0] for r in conn.execute("SELECT vid FROM renames")]
+    garbage = [r[0] for r in conn.execute("SELECT vid FROM gc")]
+    touched: set[str] = set()
+    published = sum(1 for vid in renames if layout.publish(vid, touched))
+    for vid in garbage:
+        layout.remove(vid, touched)
+    # The moves and unlinks must be durable before the rows that would redo them disappear.
+    layout.sync_dirs(touched)
+    if renames or garbage:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("DELETE FROM renames WHERE vid=?", [(v,) for v in renames])
+        conn.executemany("DELETE FROM gc WHERE vid=?", [(v,) for v in garbage])
+        conn.execute("COMMIT")
+    swept = layout.sweep_tmp()
+    return published, len(garbage), swept
+
+
+# --- readers ----------------------------------------------------------------------------------------
+
+class ReadPool:
+    """A bounded pool of threads, each with its own read-only connection."""
+
+    def __init__(self, db_path: Path, threads: int) -> None:
+        self._db_path = db_path
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=max(1, threads),
+                                           thread_name_prefix="rs3gw-meta-read")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect_reader(self._db_path)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction (a consistent snapshot across its queries)."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()

@@ -1,0 +1,159 @@
+"""Buckets and objects: transaction bodies run by the writer thread, and read queries.
+
+Garbage rule: when an object row is replaced or deleted, each data file of the old version that the
+new version does not list is dropped (gc'd) in the same transaction. Data files are only ever shared
+between two versions of the same key (metadata-only replace), so that rule is enough.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from rs3gw.storage.metadb import OBJECT_COLUMNS, Txn, decode_object, encode_object
+from rs3gw.storage.types import (
+    BucketExists,
+    BucketInfo,
+    BucketNotEmpty,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectMeta,
+    PreconditionFailed,
+)
+
+# --- buckets ----------------------------------------------------------------------------------------
+
+
+def require_bucket(conn: sqlite3.Connection, bucket: str) -> None:
+    if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:
+        raise NoSuchBucket(bucket)
+
+
+def get_bucket(conn: sqlite3.Connection, name: str) -> BucketInfo | None:
+    row = conn.execute("SELECT name, owner_id, region, created FROM buckets WHERE name = ?",
+                       (name,)).fetchone()
+    if row is None:
+        return None
+    configs = dict(conn.execute("SELECT kind, value FROM bucket_configs WHERE bucket = ?",
+                                (name,)).fetchall())
+    return BucketInfo(name=row[0], owner_id=row[1], region=row[2], created=row[3], configs=configs)
+
+
+def list_buckets(conn: sqlite3.Connection) -> list[BucketInfo]:
+    configs: dict[str, dict[str, bytes]] = {}
+    for bucket, kind, value in conn.execute("SELECT bucket, kind, value FROM bucket_configs"):
+        configs.setdefault(bucket, {})[kind] = value
+    rows = conn.execute("SELECT name, owner_id, region, created FROM buckets ORDER BY name")
+    return [BucketInfo(name=r[0], owner_id=r[1], region=r[2], created=r[3],
+                       configs=configs.get(r[0], {})) for r in rows]
+
+
+def create_bucket(txn: Txn, name: str, owner_id: str, region: str) -> BucketInfo:
+    row = txn.conn.execute("SELECT owner_id FROM buckets WHERE name = ?", (name,)).fetchone()
+    if row is not None:
+        raise BucketExists(row[0])
+    txn.conn.execute("INSERT INTO buckets(name, owner_id, region, created) VALUES (?,?,?,?)",
+                     (name, owner_id, region, txn.now))
+    return BucketInfo(name=name, owner_id=owner_id, region=region, created=txn.now)
+
+
+def delete_bucket(txn: Txn, name: str) -> None:
+    from rs3gw.storage.multipart import abort_bucket_uploads
+
+    require_bucket(txn.conn, name)
+    if txn.conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone():
+        raise BucketNotEmpty(name)
+    abort_bucket_uploads(txn, name)
+    txn.conn.execute("DELETE FROM bucket_configs WHERE bucket = ?", (name,))
+    txn.conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
+
+
+def set_bucket_config(txn: Txn, bucket: str, kind: str, value: bytes | None) -> None:
+    require_bucket(txn.conn, bucket)
+    if value is None:
+        txn.conn.execute("DELETE FROM bucket_configs WHERE bucket = ? AND kind = ?",
+                         (bucket, kind))
+    else:
+        txn.conn.execute("INSERT OR REPLACE INTO bucket_configs(bucket, kind, value)"
+                         " VALUES (?,?,?)", (bucket, kind, bytes(value)))
+
+
+# --- objects ----------------------------------------------------------------------------------------
+
+def current_object(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
+    row = conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
+                       (bucket, key)).fetchone()
+    return None if row is None else decode_object(row)
+
+
+def _unquote(etag: str) -> str:
+    etag = etag.strip()
+    etag = etag.removeprefix("W/")
+    if len(etag) >= 2 and etag[0] == etag[-1] == '"':
+        etag = etag[1:-1]
+    return etag
+
+
+def check_conditions(current: ObjectMeta | None, if_match: str | None,
+                     if_none_match: bool) -> None:
+    if if_match is not None:
+        if current is None:
+            raise NoSuchKey("If-Match on a key that does not exist")
+        wanted = _unquote(if_match)
+        if wanted != "*" and wanted != current.etag:
+            raise PreconditionFailed(f"ETag {current.etag} does not match {wanted}")
+    if if_none_match and current is not None:
+        raise PreconditionFailed("If-None-Match: the key exists")
+
+
+def _drop_unreferenced(txn: Txn, old: ObjectMeta, new: ObjectMeta | None) -> None:
+    keep = {s.vid for s in new.segments} if new is not None else set()
+    for seg in old.segments:
+        if seg.vid not in keep:
+            txn.drop_file(seg.vid)
+            keep.add(seg.vid)
+
+
+def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None) -> None:
+    txn.conn.execute(f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                     encode_object(meta))
+    if previous is not None:
+        _drop_unreferenced(txn, previous, meta)
+
+
+def put_object(txn: Txn, meta: ObjectMeta, new_vid: str | None, if_match: str | None,
+               if_none_match: bool) -> ObjectMeta | None:
+    """``new_vid``: the freshly written tmp file this version publishes (None: metadata-only)."""
+    require_bucket(txn.conn, meta.bucket)
+    previous = current_object(txn.conn, meta.bucket, meta.key)
+    check_conditions(previous, if_match, if_none_match)
+    if not meta.last_modified:
+        meta.last_modified = txn.now
+    replace_object(txn, meta, previous)
+    if new_vid is not None:
+        txn.commit_file(new_vid)
+    return previous
+
+
+def delete_object(txn: Txn, bucket: str, key: str) -> ObjectMeta | None:
+    require_bucket(txn.conn, bucket)
+    previous = current_object(txn.conn, bucket, key)
+    if previous is None:
+        return None
+    txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+    _drop_unreferenced(txn, previous, None)
+    return previous
+
+
+def delete_objects(txn: Txn, bucket: str, keys: list[str]) -> list[ObjectMeta | None]:
+    require_bucket(txn.conn, bucket)
+    return [delete_object(txn, bucket, key) for key in keys]
+
+
+def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
+    require_bucket(txn.conn, bucket)
+    meta = current_object(txn.conn, bucket, key)
+    if meta is None:
+        raise NoSuchKey(key)
+    meta.tags = dict(tags)
+    txn.conn.execute(f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                     encode_object(meta))
+    return meta

@@ -1,0 +1,335 @@
+"""LocalStore: the embedded storage engine the S3 layer talks to.
+
+Threads: one metadata writer (group commit, metadb.WriterThread), a read pool with one read-only
+SQLite connection per thread, and an I/O pool for data files. The event loop thread only hops
+between them; it never runs SQLite or file I/O.
+
+Durable write order (durable=True): the ObjectWriter writes tmp/<vid>, fsyncs it and the tmp dir;
+the writer thread commits the metadata (the visibility point), then renames tmp → objects/ and
+unlinks replaced files; the rows recording those two actions are deleted only in a later
+transaction, after the directories involved were fsynced. open() redoes whatever a crash left.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import functools
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rs3gw.storage import listing, multipart, objects
+from rs3gw.storage.datafiles import (
+    DataLayout,
+    ObjectWriter,
+    RangeReader,
+    checksums_b64,
+    copy_range_sync,
+    normalize_algos,
+    open_pieces,
+    plan_range,
+)
+from rs3gw.storage.metadb import ReadPool, Txn, WriteOp, WriterThread, connect_writer, recover
+from rs3gw.storage.types import (
+    BucketInfo,
+    ListPage,
+    ObjectMeta,
+    PartInfo,
+    Segment,
+    StorageError,
+    UploadInfo,
+    WriteResult,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Write operations queued or in flight at once; beyond that callers wait (backpressure).
+PENDING_WRITE_OPS_MAX = 4096
+
+
+class LocalStore:
+    def __init__(self, root: str | Path, *, durable: bool = True, read_threads: int = 4,
+                 io_threads: int = 8) -> None:
+        self.root = Path(root)
+        self.durable = durable
+        self._layout = DataLayout(self.root, durable)
+        self._db_path = self._layout.base / "meta.db"
+        self._read_threads = read_threads
+        self._io_threads = io_threads
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reads: ReadPool | None = None
+        self._io: ThreadPoolExecutor | None = None
+        self._writer: WriterThread | None = None
+        self._writer_conn: sqlite3.Connection | None = None
+        self._lock_fd = -1
+        self._slots: asyncio.Semaphore | None = None
+        # vids handed to a queued commit: ObjectWriter.abort() must leave their files alone.
+        self._claimed: dict[str, int] = {}
+        self._closed = True
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._io = ThreadPoolExecutor(max_workers=max(1, self._io_threads),
+                                      thread_name_prefix="rs3gw-data-io")
+        try:
+            await self._loop.run_in_executor(self._io, self._open_sync)
+        except BaseException:
+            self._io.shutdown(wait=False)
+            raise
+        self._reads = ReadPool(self._db_path, self._read_threads)
+        self._slots = asyncio.Semaphore(PENDING_WRITE_OPS_MAX)
+        assert self._writer_conn is not None
+        self._writer = WriterThread(self._writer_conn, self._layout, self._deliver)
+        self._writer.start()
+        self._closed = False
+
+    def _open_sync(self) -> None:
+        self._layout.prepare()
+        # One process owns a storage root: recovery deletes tmp files nobody committed.
+        fd = os.open(self._layout.base / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StorageError(f"storage root {self.root} is in use by another process") from None
+        self._lock_fd = fd
+        try:
+            conn = connect_writer(self._db_path, self.durable)
+            published, collected, swept = recover(conn, self._layout)
+        except BaseException:
+            os.close(fd)
+            self._lock_fd = -1
+            raise
+        if published or collected or swept:
+            log.info("recovery: %d data files published, %d collected, %d tmp files removed",
+                     published, collected, swept)
+        self._writer_conn = conn
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        assert self._loop and self._writer and self._reads and self._io
+        self._writer.stop()
+        await self._loop.run_in_executor(self._io, self._writer.stopped.wait)
+        await self._loop.run_in_executor(self._io, self._close_sync)
+        self._io.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        assert self._reads and self._writer_conn
+        self._reads.shutdown()
+        # Every commit has been applied; what is left in tmp/ belongs to writers never committed.
+        recover(self._writer_conn, self._layout)
+        self._writer_conn.close()
+        self._writer_conn = None
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("store is closed")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        assert self._loop and self._reads
+        return await self._loop.run_in_executor(self._reads.executor, self._reads.call, fn)
+
+    async def _io_call(self, fn: Callable[..., T], *args: Any) -> T:
+        self._check_open()
+        assert self._loop and self._io
+        return await self._loop.run_in_executor(self._io, fn, *args)
+
+    async def _write(self, fn: Callable[[Txn], T], *, claims: tuple[str, ...] = ()) -> T:
+        self._check_open()
+        assert self._loop and self._slots and self._writer
+        await self._slots.acquire()
+        fut: asyncio.Future[T] = self._loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if fut.done():
+                return   # the caller was cancelled; the op ran (or failed) regardless
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+        # Claim and enqueue in one step of the loop: a cancellation after this point can no longer
+        # stop the commit, so ObjectWriter.abort() must not unlink what it is about to publish.
+        for vid in claims:
+            self._claimed[vid] = self._claimed.get(vid, 0) + 1
+        self._writer.submit(WriteOp(fn=fn, discard_on_failure=claims, done=done))
+        return await fut
+
+    def _deliver(self, batch: list[WriteOp]) -> None:
+        # Writer thread: one hop to the loop for the whole batch.
+        assert self._loop
+        try:
+            self._loop.call_soon_threadsafe(self._resolve, batch)
+        except RuntimeError:
+            log.warning("event loop closed before %d write results were delivered", len(batch))
+
+    def _resolve(self, batch: list[WriteOp]) -> None:
+        assert self._slots
+        for op in batch:
+            for vid in op.discard_on_failure:
+                n = self._claimed.pop(vid, 1) - 1
+                if n > 0:
+                    self._claimed[vid] = n
+            self._slots.release()
+            op.done(op.result, op.error)
+
+    def _is_claimed(self, vid: str) -> bool:
+        return vid in self._claimed
+
+    # --- buckets ------------------------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
+        return await self._write(functools.partial(objects.create_bucket, name=name,
+                                                   owner_id=owner_id, region=region))
+
+    async def get_bucket(self, name: str) -> BucketInfo | None:
+        return await self._read(functools.partial(objects.get_bucket, name=name))
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        return await self._read(objects.list_buckets)
+
+    async def delete_bucket(self, name: str) -> None:
+        await self._write(functools.partial(objects.delete_bucket, name=name))
+
+    async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
+        await self._write(functools.partial(objects.set_bucket_config, bucket=bucket, kind=kind,
+                                            value=value))
+
+    # --- object data --------------------------------------------------------------------------------
+
+    def begin_write(self, checksum_algos: Iterable[str] = ()) -> ObjectWriter:
+        self._check_open()
+        assert self._io
+        return ObjectWriter(self._layout, self._io, normalize_algos(checksum_algos),
+                            self._is_claimed)
+
+    async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
+        return await self._read(functools.partial(objects.current_object, bucket=bucket, key=key))
+
+    async def put_object(self, meta: ObjectMeta, data: WriteResult | None, *,
+                         if_match: str | None = None,
+                         if_none_match: bool = False) -> ObjectMeta | None:
+        claims: tuple[str, ...] = ()
+        if data is not None:
+            meta.vid = data.vid
+            meta.size = data.size
+            if not meta.etag:
+                meta.etag = data.md5_hex
+            meta.segments = [Segment(data.vid, data.size, data.md5_hex,
+                                     checksums_b64(data.checksums))]
+            claims = (data.vid,)
+        else:
+            for seg in meta.segments:
+                DataLayout.check_vid(seg.vid)
+            if not meta.vid:
+                meta.vid = uuid.uuid4().hex
+        new_vid = data.vid if data is not None else None
+        return await self._write(
+            functools.partial(objects.put_object, meta=meta, new_vid=new_vid, if_match=if_match,
+                              if_none_match=if_none_match), claims=claims)
+
+    async def copy_data(self, src: ObjectMeta, start: int, end_inclusive: int,
+                        checksum_algos: Iterable[str] = ()) -> WriteResult:
+        algos = normalize_algos(checksum_algos)
+        return await self._io_call(copy_range_sync, self._layout, src, start, end_inclusive, algos)
+
+    async def discard_write(self, data: WriteResult) -> None:
+        """Remove the tmp file of a finished write (copy_data) that will not be committed."""
+        if self._is_claimed(data.vid):
+            return      # a queued commit owns the file now
+        path = self._layout.tmp_path(DataLayout.check_vid(data.vid))
+        await self._io_call(_unlink_quiet, path)
+
+    async def open_reader(self, meta: ObjectMeta, start: int = 0,
+                          end_inclusive: int | None = None,
+                          chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        plan = plan_range(meta, start, end_inclusive)
+        pieces = await self._io_call(open_pieces, self._layout, plan)
+        assert self._io
+        return RangeReader(self._io, pieces, chunk_bytes)
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None:
+        return await self._write(functools.partial(objects.delete_object, bucket=bucket, key=key))
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[ObjectMeta | None]:
+        return await self._write(functools.partial(objects.delete_objects, bucket=bucket,
+                                                   keys=list(keys)))
+
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
+        return await self._write(functools.partial(objects.set_object_tags, bucket=bucket,
+                                                   key=key, tags=dict(tags)))
+
+    # --- listing ------------------------------------------------------------------------------------
+
+    async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           after: str = "", max_keys: int = 1000) -> ListPage:
+        def run(conn: sqlite3.Connection) -> ListPage:
+            objects.require_bucket(conn, bucket)
+            return listing.list_objects(conn, bucket, prefix, delimiter, after, max_keys)
+        return await self._read(run)
+
+    async def list_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           key_marker: str = "", upload_id_marker: str = "",
+                           max_uploads: int = 1000,
+                           ) -> tuple[list[UploadInfo], list[str], bool]:
+        def run(conn: sqlite3.Connection) -> tuple[list[UploadInfo], list[str], bool]:
+            objects.require_bucket(conn, bucket)
+            return listing.list_uploads(conn, bucket, prefix, delimiter, key_marker,
+                                        upload_id_marker, max_uploads)
+        return await self._read(run)
+
+    # --- multipart ----------------------------------------------------------------------------------
+
+    async def create_upload(self, info: UploadInfo) -> UploadInfo:
+        return await self._write(functools.partial(multipart.create_upload, info=info))
+
+    async def get_upload(self, bucket: str, upload_id: str) -> UploadInfo:
+        return await self._read(functools.partial(multipart.get_upload, bucket=bucket,
+                                                  upload_id=upload_id))
+
+    async def put_part(self, bucket: str, upload_id: str, part_number: int, data: WriteResult,
+                       checksums: dict[str, str]) -> PartInfo:
+        return await self._write(
+            functools.partial(multipart.put_part, bucket=bucket, upload_id=upload_id,
+                              part_number=part_number, data=data, checksums=dict(checksums)),
+            claims=(data.vid,))
+
+    async def list_parts(self, bucket: str, upload_id: str, *, part_marker: int = 0,
+                         max_parts: int = 1000) -> tuple[list[PartInfo], bool]:
+        return await self._read(functools.partial(
+            multipart.list_parts, bucket=bucket, upload_id=upload_id, part_marker=part_marker,
+            max_parts=max_parts))
+
+    async def complete_upload(self, bucket: str, upload_id: str, meta: ObjectMeta,
+                              part_numbers: list[int], *, if_match: str | None = None,
+                              if_none_match: bool = False) -> ObjectMeta:
+        return await self._write(functools.partial(
+            multipart.complete_upload, bucket=bucket, upload_id=upload_id, meta=meta,
+            part_numbers=list(part_numbers), if_match=if_match, if_none_match=if_none_match))
+
+    async def abort_upload(self, bucket: str, upload_id: str) -> None:
+        await self._write(functools.partial(multipart.abort_upload, bucket=bucket,
+                                            upload_id=upload_id))
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

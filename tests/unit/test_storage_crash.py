@@ -1,0 +1,128 @@
+"""Crash safety: SIGKILL a durable writer at random moments, reopen, check every key and file."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+from crash_writer import BUCKET, all_keys, version_etag, version_parts
+
+from rs3gw.storage import LocalStore
+
+ROUNDS = 24
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parents[1] / "src"
+
+State = tuple[int, int] | None     # (data_seq, rev) of the live version, or None when absent
+
+
+def parse_log(text: str, known: dict[str, State]) -> dict[str, set[State]]:
+    """For each key, the states it may legally be in: after its last acknowledged operation, or
+    after the one still in flight when the process died."""
+    acked: dict[str, State] = dict(known)
+    begun: dict[str, tuple[str, int, int]] = {}
+    inflight: dict[str, State] = {}
+    for line in text.splitlines():
+        f = line.split("\t")
+        if f[0] == "B":
+            key, kind, seq, dseq = f[1], f[2], int(f[3]), int(f[4])
+            begun[key] = (kind, seq, dseq)
+            inflight[key] = None if kind == "delete" else (dseq, seq)
+        elif f[0] == "A":
+            key, seq = f[1], int(f[2])
+            kind, bseq, dseq = begun[key]
+            assert bseq == seq
+            acked[key] = None if kind == "delete" else (dseq, seq)
+            del inflight[key]
+    return {k: {acked.get(k)} | ({inflight[k]} if k in inflight else set()) for k in all_keys()}
+
+
+async def _check_store(root: Path, allowed: dict[str, set[State]]) -> dict[str, State]:
+    store = LocalStore(root, durable=True)
+    await store.open()
+    actual: dict[str, State] = {}
+    try:
+        for key in all_keys():
+            meta = await store.get_object(BUCKET, key)
+            if meta is None:
+                state: State = None
+            else:
+                data_seq = int(meta.headers["x-amz-meta-data-seq"])
+                state = (data_seq, int(meta.headers["x-amz-meta-rev"]))
+                it = await store.open_reader(meta)
+                body = b"".join([c async for c in it])
+                assert body == b"".join(version_parts(key, data_seq)), key
+                assert meta.etag == version_etag(key, data_seq) and meta.size == len(body)
+            assert state in allowed[key], (key, state, allowed[key])
+            actual[key] = state
+    finally:
+        await store.close()
+    return actual
+
+
+def _check_files(root: Path) -> None:
+    base = root / ".rs3gw"
+    assert os.listdir(base / "tmp") == []
+    db = sqlite3.connect(base / "meta.db")
+    try:
+        referenced = {vid for (vid,) in db.execute("SELECT vid FROM parts")}
+        for (blob,) in db.execute("SELECT meta FROM objects"):
+            referenced |= {seg[0] for seg in msgpack.unpackb(blob)["segments"]}
+        assert db.execute("SELECT count(*) FROM gc").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM renames").fetchone()[0] == 0
+    finally:
+        db.close()
+    files = {p.name for p in (base / "objects").rglob("*") if p.is_file()}
+    assert files - referenced == set(), "orphan data files"
+    assert referenced - files == set(), "referenced data files missing"
+
+
+def _wait_ready(log: Path, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if log.exists() and b"R\n" in log.read_bytes():
+            return
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(0.005)
+    raise AssertionError("crash writer never became ready")
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    rnd = random.Random(1234)
+    known: dict[str, State] = {}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
+    acked_total = 0
+    for rnd_no in range(ROUNDS):
+        log = tmp_path / f"log{rnd_no}"
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "crash_writer.py"), str(root), str(log),
+             str((rnd_no + 1) * 100_000), str(rnd.randrange(1 << 30))],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_ready(log, proc, time.monotonic() + 20)
+            time.sleep(rnd.uniform(0.0, 0.4))
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+        text = log.read_text()
+        acked_total += text.count("\nA\t")
+        allowed = parse_log(text, known)
+        known = asyncio.run(_check_store(root, allowed))
+        _check_files(root)
+    # The workload did real work between kills (not just start-up).
+    assert acked_total > ROUNDS
