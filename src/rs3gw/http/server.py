@@ -1,0 +1,157 @@
+"""The HTTP listener: limits, connection bookkeeping, graceful shutdown."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .protocol import HttpProtocol
+from .request import Request, Response
+from .wire import DateCache
+
+log = logging.getLogger("rs3gw.http")
+
+Handler = Callable[[Request], Awaitable[Response]]
+ErrorResponder = Callable[[str, "Request | None"], Response]
+ResponseHook = Callable[[Request, int, int, int], None]
+
+# Used only when the S3 layer's error_response itself fails.
+_FALLBACK_STATUS = {
+    "RequestHeaderSectionTooLarge": 400, "RequestURITooLong": 414, "BadRequest": 400,
+    "RequestTimeout": 400, "SlowDown": 503, "InternalError": 500, "IncompleteBody": 400,
+}
+
+
+@dataclass
+class HttpLimits:
+    max_header_bytes: int = 64 * 1024     # request line + headers
+    max_uri_bytes: int = 16 * 1024
+    idle_timeout_s: float = 60.0          # keep-alive idle
+    request_timeout_s: float = 300.0      # headers deadline; max wait for the next body bytes
+    max_concurrent: int = 1024            # requests being handled at once (all connections)
+    write_high_water_bytes: int = 4 << 20
+    read_high_water_bytes: int = 4 << 20  # pause_reading above this much buffered body
+    backlog: int = 1024
+
+
+class HttpServer:
+    def __init__(self, handler: Handler, error_response: ErrorResponder, limits: HttpLimits,
+                 ssl_context: ssl.SSLContext | None = None,
+                 on_response: ResponseHook | None = None) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
+        self.date_cache = DateCache()
+        self.active_requests = 0
+        self.closing = False
+        self._error_response = error_response
+        self._on_response = on_response
+        self._server: asyncio.Server | None = None
+        self._connections: set[HttpProtocol] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed: asyncio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int,
+                    sock: socket.socket | None = None) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            server = await loop.create_server(self._make_protocol, sock=sock,
+                                              ssl=self.ssl_context, backlog=self.limits.backlog)
+        else:
+            server = await loop.create_server(self._make_protocol, host, port,
+                                              ssl=self.ssl_context, backlog=self.limits.backlog,
+                                              reuse_address=True)
+        self._server = server
+        name = server.sockets[0].getsockname()
+        log.info("listening on %s://%s:%d (loop %s)", self.scheme, name[0], name[1],
+                 type(loop).__module__)
+        return name[0], name[1]
+
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then close everything."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        for proto in list(self._connections):
+            proto.close_if_idle()
+        try:
+            await asyncio.wait_for(self._drained(), drain_timeout_s)
+        except TimeoutError:
+            log.warning("shutdown: %d requests still running after %.1fs; aborting",
+                        self.active_requests, drain_timeout_s)
+        for proto in list(self._connections):
+            proto.abort()
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _drained(self) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        while self.active_requests or any(p.busy for p in self._connections):
+            self._changed.clear()
+            await self._changed.wait()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    # -- hooks used by the connections -------------------------------------------------------
+
+    def _make_protocol(self) -> HttpProtocol:
+        return HttpProtocol(self)
+
+    def _connection_made(self, proto: HttpProtocol) -> None:
+        self._connections.add(proto)
+
+    def _connection_lost(self, proto: HttpProtocol) -> None:
+        self._connections.discard(proto)
+        self._notify()
+
+    def _track_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _task_finished(self) -> None:
+        self._notify()
+
+    def _request_finished(self) -> None:
+        if self.closing:
+            self._notify()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def error_response(self, code: str, request: Request | None) -> Response:
+        """The S3 layer's error response for `code`; never raises."""
+        try:
+            response = self._error_response(code, request)
+            if isinstance(response, Response):
+                return response
+            log.error("error_response(%r) returned %r", code, type(response).__name__)
+        except Exception:
+            log.exception("error_response(%r) failed", code)
+        return Response(_FALLBACK_STATUS.get(code, 500), [("Content-Type", "text/plain")],
+                        code.encode("ascii"), close=True)
+
+    def report(self, request: Request, status: int, bytes_in: int, bytes_out: int) -> None:
+        """Run the on_response metrics hook; it must never break the connection."""
+        hook = self._on_response
+        if hook is None:
+            return
+        try:
+            hook(request, status, bytes_in, bytes_out)
+        except Exception:
+            log.exception("on_response hook failed")
