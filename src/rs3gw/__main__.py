@@ -1,0 +1,3 @@
+from rs3gw.cli.server import main
+
+main()

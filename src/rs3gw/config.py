@@ -1,0 +1,199 @@
+"""One typed Config for the whole server: environment (RS3GW_*), then an optional TOML file.
+
+Precedence: explicit environment variable > TOML file named by RS3GW_CONFIG > default.
+A bad value stops start-up with a ConfigError naming the variable.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    access_key: str
+    secret_key: str
+    user_id: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class Config:
+    bind_host: str = "0.0.0.0"
+    bind_port: int = 9000
+    storage_root: Path = Path("./data")
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = "us-east-1"
+    fsync: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    domain: str | None = None
+    max_concurrent: int = 1024
+    request_timeout_s: float = 300.0
+    idle_timeout_s: float = 60.0
+    max_header_bytes: int = 64 * 1024
+    max_uri_bytes: int = 16 * 1024
+    drain_timeout_s: float = 30.0
+    log_level: str = "INFO"
+    users_file: Path | None = None
+    users: tuple[User, ...] = field(default_factory=tuple)
+
+    @property
+    def anonymous_only(self) -> bool:
+        """Both root keys empty: the gateway runs open (anonymous access allowed)."""
+        return not self.access_key and not self.secret_key
+
+    @property
+    def root_user(self) -> User | None:
+        if self.anonymous_only:
+            return None
+        return User(self.access_key, self.secret_key, _root_user_id(self.access_key), "root")
+
+    def all_users(self) -> list[User]:
+        root = self.root_user
+        return ([root] if root else []) + list(self.users)
+
+
+def _root_user_id(access_key: str) -> str:
+    import hashlib
+    # A stable 64-hex canonical id, like AWS's, derived from the key so it survives restarts.
+    return hashlib.sha256(b"rs3gw-root:" + access_key.encode()).hexdigest()
+
+
+def _parse_bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {v!r}")
+
+
+def _parse_addr(v: str) -> tuple[str, int]:
+    host, sep, port = v.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {v!r}")
+    host = host.strip("[]")
+    p = int(port)
+    if not 0 <= p <= 65535:
+        raise ValueError(f"port out of range: {p}")
+    return host, p
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise ValueError(f"must be > 0, got {n}")
+    return n
+
+
+def _positive_float(v: str) -> float:
+    n = float(v)
+    if not n > 0:
+        raise ValueError(f"must be > 0, got {v}")
+    return n
+
+
+def _existing_file(v: str) -> Path:
+    p = Path(v)
+    if not p.is_file():
+        raise ValueError(f"no such file: {v}")
+    return p
+
+
+# env name -> (Config field, parser, TOML key)
+_FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "RS3GW_STORAGE_ROOT": ("storage_root", Path, "storage_root"),
+    "RS3GW_ACCESS_KEY": ("access_key", str, "access_key"),
+    "RS3GW_SECRET_KEY": ("secret_key", str, "secret_key"),
+    "RS3GW_REGION": ("region", str, "region"),
+    "RS3GW_FSYNC": ("fsync", _parse_bool, "fsync"),
+    "RS3GW_TLS_CERT": ("tls_cert", _existing_file, "tls_cert"),
+    "RS3GW_TLS_KEY": ("tls_key", _existing_file, "tls_key"),
+    "RS3GW_DOMAIN": ("domain", str, "domain"),
+    "RS3GW_MAX_CONCURRENT": ("max_concurrent", _positive_int, "max_concurrent"),
+    "RS3GW_REQUEST_TIMEOUT": ("request_timeout_s", _positive_float, "request_timeout"),
+    "RS3GW_IDLE_TIMEOUT": ("idle_timeout_s", _positive_float, "idle_timeout"),
+    "RS3GW_MAX_HEADER_BYTES": ("max_header_bytes", _positive_int, "max_header_bytes"),
+    "RS3GW_MAX_URI_BYTES": ("max_uri_bytes", _positive_int, "max_uri_bytes"),
+    "RS3GW_DRAIN_TIMEOUT": ("drain_timeout_s", _positive_float, "drain_timeout"),
+    "RS3GW_LOG_LEVEL": ("log_level", str.upper, "log_level"),
+    "RS3GW_USERS_FILE": ("users_file", _existing_file, "users_file"),
+}
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from the environment and the optional TOML file; raise ConfigError."""
+    env = os.environ if env is None else env
+    toml: dict[str, Any] = {}
+    if env.get("RS3GW_CONFIG"):
+        try:
+            toml = tomllib.loads(Path(env["RS3GW_CONFIG"]).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"RS3GW_CONFIG: cannot read {env['RS3GW_CONFIG']}: {e}") from e
+    values: dict[str, Any] = {}
+    raw_bind = env.get("RS3GW_BIND_ADDR") or (str(toml["bind_addr"]) if "bind_addr" in toml else None)
+    if raw_bind is not None:
+        try:
+            values["bind_host"], values["bind_port"] = _parse_addr(raw_bind)
+        except ValueError as e:
+            raise ConfigError(f"RS3GW_BIND_ADDR: {e}") from e
+    for name, (attr, parse, tkey) in _FIELDS.items():
+        raw = env.get(name)
+        if raw is None and tkey in toml:
+            raw = str(toml[tkey]).lower() if isinstance(toml[tkey], bool) else str(toml[tkey])
+        if raw is None or (raw == "" and attr not in ("access_key", "secret_key")):
+            continue
+        try:
+            values[attr] = parse(raw)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{name}: {e}") from e
+    if values.get("log_level", "INFO") not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"RS3GW_LOG_LEVEL: unknown level {values['log_level']!r}")
+    if bool(values.get("access_key")) != bool(values.get("secret_key")):
+        raise ConfigError("RS3GW_ACCESS_KEY / RS3GW_SECRET_KEY: set both or neither")
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("RS3GW_TLS_CERT / RS3GW_TLS_KEY: set both or neither")
+    if "users_file" in values:
+        values["users"] = tuple(_load_users(values["users_file"]))
+    elif isinstance(toml.get("users"), list):
+        values["users"] = tuple(_parse_users(toml["users"], "RS3GW_CONFIG"))
+    cfg = Config(**values)
+    keys = [u.access_key for u in cfg.all_users()]
+    if len(keys) != len(set(keys)):
+        raise ConfigError("RS3GW_USERS_FILE: duplicate access_key across users")
+    return cfg
+
+
+def _load_users(path: Path) -> list[User]:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"RS3GW_USERS_FILE: cannot read {path}: {e}") from e
+    users = doc.get("users", [])
+    if not isinstance(users, list):
+        raise ConfigError("RS3GW_USERS_FILE: expected [[users]] tables")
+    return _parse_users(users, "RS3GW_USERS_FILE")
+
+
+def _parse_users(items: list[Any], var: str) -> list[User]:
+    out = []
+    for i, u in enumerate(items):
+        if not isinstance(u, dict):
+            raise ConfigError(f"{var}: users[{i}] is not a table")
+        missing = [k for k in ("access_key", "secret_key") if not u.get(k)]
+        if missing:
+            raise ConfigError(f"{var}: users[{i}] lacks {', '.join(missing)}")
+        ak = str(u["access_key"])
+        out.append(User(ak, str(u["secret_key"]), str(u.get("user_id") or _root_user_id(ak)),
+                        str(u.get("display_name") or ak)))
+    return out

@@ -1,0 +1,199 @@
+"""The S3 application: route, authenticate, authorise, dispatch, and turn errors into XML.
+
+One request goes: route (Endpoint) -> SigV4 -> bucket lookup -> access decision -> handler.
+Everything up to the handler looks at headers only, so an upload that fails any check is
+answered before its body is read (and before ``100 Continue`` is sent).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from .. import storage
+from ..config import Config
+from ..http.request import Request, Response
+from ..observability.metrics import Metrics
+from . import sigv4
+from .common import Ctx, iso8601
+from .errors import ERRORS, S3Error
+from .handlers import REGISTRY
+from .policy import ACTIONS, Principal, RequestContext, evaluate
+from .router import route
+from .xml import document
+
+log = logging.getLogger("rs3gw.s3")
+
+Handler = Callable[[Ctx, "storage.BucketInfo | None"], Awaitable[Response]]
+
+# Operations that act on the service, or create the bucket: no bucket lookup first.
+_NO_BUCKET = {"ListBuckets", "CreateBucket"}
+# Only the bucket owner (or root) may run these, whatever a policy says.
+_OWNER_ONLY = {"DeleteBucket", "PutBucketPolicy", "GetBucketPolicy", "DeleteBucketPolicy",
+               "PutBucketAcl", "PutBucketVersioning"}
+
+
+class S3App:
+    def __init__(self, config: Config, store: storage.LocalStore, metrics: Metrics) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.anonymous_id = "65a011a29cdf8ec533ec3d1ccaae921c"
+        self.users = {u.access_key: sigv4.Credentials(u.access_key, u.secret_key, u.user_id,
+                                                      u.display_name)
+                      for u in config.all_users()}
+        root = config.root_user
+        self.root_id = root.user_id if root else None
+        self.ready = False
+
+    # ---- HTTP entry points -------------------------------------------------------------
+    async def handle(self, req: Request) -> Response:
+        rid = secrets.token_hex(8).upper()
+        op = "Unknown"
+        resource = req.path
+        try:
+            admin = await self._admin(req)
+            if admin is not None:
+                req.operation = "Admin"
+                return admin
+            ep = route(req.method, req.path, req.query, req.headers.get("host", ""),
+                       self.config.domain)
+            op = ep.op
+            if "x-amz-copy-source" in req.headers:
+                if op == "PutObject":
+                    op = ep.op = "CopyObject"
+                elif op == "UploadPart":
+                    op = ep.op = "UploadPartCopy"
+            req.operation = op
+            resource = "/" + (ep.bucket or "") + ("/" + ep.key if ep.key is not None else "")
+            auth = sigv4.verify_request(req.method, req.path, req.query, req.headers,
+                                        self.users.get, self.config.region)
+            if auth.creds is None:
+                who = Principal(None, None, None)
+            else:
+                who = Principal(auth.creds.user_id, auth.creds.access_key, auth.creds.display_name)
+            ctx = Ctx(self, req, ep, rid, auth, who)
+            bucket = None
+            if op not in _NO_BUCKET and ep.bucket is not None:
+                bucket = await self.store.get_bucket(ep.bucket)
+                if bucket is None:
+                    self.authorize_anonymous_gate(ctx)
+                    raise S3Error("NoSuchBucket", resource=resource, BucketName=ep.bucket)
+            self.authorize(ctx, bucket, op, ep.key)
+            resp = await REGISTRY[op](ctx, bucket)
+            resp.headers.extend(ctx.headers_out)
+        except S3Error as e:
+            if not e.resource:
+                e.resource = resource
+            resp = self.error(e, rid, req)
+        except storage.StorageError as e:
+            resp = self.error(_storage_to_s3(e, resource), rid, req)
+        resp.headers.append(("x-amz-request-id", rid))
+        resp.headers.append(("x-amz-id-2", rid))
+        return resp
+
+    def error_response(self, code: str, req: Request | None) -> Response:
+        """Errors raised by the HTTP layer itself (limits, timeouts, internal failures)."""
+        rid = secrets.token_hex(8).upper()
+        resp = self.error(S3Error(code if code in ERRORS else "InternalError",
+                                  resource=req.path if req else None), rid, req)
+        resp.headers.append(("x-amz-request-id", rid))
+        return resp
+
+    def error(self, e: S3Error, rid: str, req: Request | None) -> Response:
+        fields = [("Code", e.code), ("Message", e.message)]
+        fields += [(k, v) for k, v in e.fields.items() if v is not None]
+        if e.resource:
+            fields.append(("Resource", e.resource))
+        fields.append(("RequestId", rid))
+        fields.append(("HostId", rid))
+        body = document("Error", fields, ns=False)
+        headers = [("Content-Type", "application/xml")] + list(e.headers.items())
+        if e.status == 304:
+            return Response(304, [(k, v) for k, v in e.headers.items()], None)
+        return Response(e.status, headers, body)
+
+    async def _admin(self, req: Request) -> Response | None:
+        if req.method not in ("GET", "HEAD") or req.path not in ("/metrics", "/health", "/ready"):
+            return None
+        if "authorization" in req.headers or "X-Amz-Signature" in req.query:
+            return None     # a signed request for a bucket of that name
+        if req.path == "/metrics":
+            body, ctype = self.metrics.render()
+            return Response(200, [("Content-Type", ctype)], body)
+        if req.path == "/ready" and not self.ready:
+            return Response(503, [("Content-Type", "text/plain")], b"starting\n")
+        return Response(200, [("Content-Type", "text/plain")], b"ok\n")
+
+    # ---- access control ----------------------------------------------------------------
+    def is_admin(self, ctx: Ctx) -> bool:
+        return self.config.anonymous_only or (
+            ctx.who.user_id is not None and ctx.who.user_id == self.root_id)
+
+    def authorize_anonymous_gate(self, ctx: Ctx) -> None:
+        """Anonymous callers learn nothing about which buckets exist."""
+        if ctx.who.user_id is None and not self.config.anonymous_only:
+            raise S3Error("AccessDenied")
+
+    def authorize(self, ctx: Ctx, bucket: storage.BucketInfo | None, op: str,
+                  key: str | None) -> None:
+        if op in ("ListBuckets", "CreateBucket"):
+            if ctx.who.user_id is None and not self.config.anonymous_only:
+                raise S3Error("AccessDenied")
+            return
+        if op == "Unsupported":
+            return
+        assert bucket is not None
+        if op == "DeleteObjects" and not (self.is_admin(ctx) or ctx.who.user_id == bucket.owner_id):
+            return      # checked key by key in the handler, so per-key policies apply
+        self.check_access(ctx, bucket, op, key)
+
+    def check_access(self, ctx: Ctx, bucket: storage.BucketInfo, op: str, key: str | None,
+                     action: str | None = None) -> None:
+        """Deny wins; then owner/root; then a policy Allow; else AccessDenied."""
+        admin = self.is_admin(ctx)
+        owner = ctx.who.user_id is not None and ctx.who.user_id == bucket.owner_id
+        doc = bucket.configs.get("policy")
+        if doc is not None and not admin:
+            act = action or ACTIONS.get(op, "s3:" + op)
+            res = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key is not None and
+                                                   op not in _BUCKET_SCOPED else "")
+            rctx = RequestContext(ctx.req.scheme == "https",
+                                  ctx.req.client[0] if ctx.req.client else None,
+                                  ctx.q("prefix"), ctx.q("delimiter"))
+            verdict = evaluate(doc, ctx.who, act, res, rctx)
+            if verdict == "Deny":
+                raise S3Error("AccessDenied")
+            if verdict == "Allow" and (op not in _OWNER_ONLY or owner):
+                return
+        if admin or owner:
+            return
+        raise S3Error("AccessDenied")
+
+
+_BUCKET_SCOPED = {"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads",
+                  "HeadBucket", "GetBucketLocation", "GetBucketTagging", "PutBucketTagging",
+                  "DeleteBucketTagging", "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy",
+                  "DeleteBucket", "GetBucketVersioning", "GetBucketAcl"}
+
+
+def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
+    if isinstance(e, storage.NoSuchBucket):
+        return S3Error("NoSuchBucket", resource=resource)
+    if isinstance(e, storage.NoSuchKey):
+        return S3Error("NoSuchKey", resource=resource)
+    if isinstance(e, storage.NoSuchUpload):
+        return S3Error("NoSuchUpload", resource=resource)
+    if isinstance(e, storage.BucketNotEmpty):
+        return S3Error("BucketNotEmpty", resource=resource)
+    if isinstance(e, storage.PreconditionFailed):
+        return S3Error("PreconditionFailed", resource=resource, Condition="If-Match")
+    if isinstance(e, storage.InvalidPart):
+        return S3Error("InvalidPart", resource=resource)
+    log.exception("unmapped storage error")
+    return S3Error("InternalError", resource=resource)
+
+
+def now_iso() -> str:
+    return iso8601(time.time())

@@ -1,0 +1,49 @@
+"""One module per operation family; REGISTRY maps each AWS operation name to its handler."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import buckets, copy, delete, listing, multipart, objects, tagging
+
+HandlerFn = Callable[[Any, Any], Awaitable[Any]]
+
+REGISTRY: dict[str, HandlerFn] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "PutBucketVersioning": buckets.put_bucket_versioning,
+    "GetBucketTagging": buckets.get_bucket_tagging,
+    "PutBucketTagging": buckets.put_bucket_tagging,
+    "DeleteBucketTagging": buckets.delete_bucket_tagging,
+    "GetBucketPolicy": buckets.get_bucket_policy,
+    "PutBucketPolicy": buckets.put_bucket_policy,
+    "DeleteBucketPolicy": buckets.delete_bucket_policy,
+    "GetBucketAcl": buckets.get_bucket_acl,
+    "PutBucketAcl": buckets.put_acl,
+    "PutObjectAcl": buckets.put_acl,
+    "GetObjectAcl": tagging.get_object_acl,
+    "Unsupported": buckets.unsupported,
+    "ListObjects": listing.list_objects_v1,
+    "ListObjectsV2": listing.list_objects_v2,
+    "ListObjectVersions": listing.list_object_versions,
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+    "CopyObject": copy.copy_object,
+    "DeleteObjects": delete.delete_objects,
+    "GetObjectTagging": tagging.get_object_tagging,
+    "PutObjectTagging": tagging.put_object_tagging,
+    "DeleteObjectTagging": tagging.delete_object_tagging,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
+}

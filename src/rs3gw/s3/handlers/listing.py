@@ -1,0 +1,149 @@
+"""ListObjects (v1), ListObjectsV2, ListObjectVersions: pages from the store's sorted index."""
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import quote
+
+from ...http.request import Response
+from ...storage import BucketInfo, ListPage
+from ..common import Ctx, iso8601, quote_etag, xml_response
+from ..errors import S3Error
+from ..xml import document
+
+
+def max_keys(ctx: Ctx, name: str = "max-keys") -> int:
+    raw = ctx.q(name)
+    if raw is None:
+        return 1000
+    try:
+        n = int(raw)
+    except ValueError as e:
+        raise S3Error("InvalidArgument", "Provided max-keys not an integer or within integer range",
+                      ArgumentName=name, ArgumentValue=raw) from e
+    if n < 0:
+        raise S3Error("InvalidArgument", "Argument maxKeys must be an integer between 0 and 2147483647",
+                      ArgumentName=name, ArgumentValue=raw)
+    return min(n, 1000)
+
+
+def encoder(ctx: Ctx):  # type: ignore[no-untyped-def]
+    et = ctx.q("encoding-type")
+    if et is None:
+        return lambda s: s
+    if et.lower() != "url":
+        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request",
+                      ArgumentName="encoding-type", ArgumentValue=et)
+    # S3 encodes like a form value but keeps '/' readable.
+    return lambda s: quote(s, safe="/~") if s is not None else None
+
+
+def _owner(ctx: Ctx, owner_id: str) -> list[tuple[str, object]]:
+    return [("ID", owner_id), ("DisplayName", owner_id)]
+
+
+def _contents(ctx: Ctx, page: ListPage, enc, fetch_owner: bool, tag: str = "Contents",  # type: ignore[no-untyped-def]
+              versions: bool = False) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for e in page.entries:
+        fields: list[tuple[str, object] | None] = [("Key", enc(e.key))]
+        if versions:
+            fields += [("VersionId", "null"), ("IsLatest", True)]
+        fields += [("LastModified", iso8601(e.last_modified)), ("ETag", quote_etag(e.etag)),
+                   ("Size", e.size)]
+        fields += [("ChecksumAlgorithm", a.upper()) for a in e.checksum_algorithms]
+        if fetch_owner:
+            fields.append(("Owner", _owner(ctx, e.owner_id)))
+        fields.append(("StorageClass", "STANDARD"))
+        out.append((tag, fields))
+    return out
+
+
+def _prefixes(page: ListPage, enc) -> list[tuple[str, object]]:  # type: ignore[no-untyped-def]
+    return [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
+
+
+async def list_objects_v1(ctx: Ctx, bucket: BucketInfo | None) -> Response:
+    assert bucket is not None
+    prefix, delim, marker = ctx.q("prefix") or "", ctx.q("delimiter") or "", ctx.q("marker") or ""
+    mk = max_keys(ctx)
+    enc = encoder(ctx)
+    page = await ctx.store.list_objects(bucket.name, prefix=prefix, delimiter=delim,
+                                        after=marker, max_keys=mk)
+    body = document("ListBucketResult", [
+        ("Name", bucket.name), ("Prefix", enc(prefix)), ("Marker", enc(marker)),
+        # NextMarker is only returned when a delimiter was given (clients use the last key otherwise).
+        ("NextMarker", enc(page.next_key)) if page.is_truncated and delim else None,
+        ("MaxKeys", mk), ("Delimiter", enc(delim)) if delim else None,
+        ("IsTruncated", page.is_truncated),
+        ("EncodingType", "url") if ctx.q("encoding-type") else None,
+        *_contents(ctx, page, enc, True), *_prefixes(page, enc)])
+    return xml_response(body)
+
+
+def encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(b"1:" + key.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4))
+        if not raw.startswith(b"1:"):
+            raise ValueError(token)
+        return raw[2:].decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError) as e:
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
+                      ArgumentName="continuation-token") from e
+
+
+async def list_objects_v2(ctx: Ctx, bucket: BucketInfo | None) -> Response:
+    assert bucket is not None
+    prefix, delim = ctx.q("prefix") or "", ctx.q("delimiter") or ""
+    token, start_after = ctx.q("continuation-token"), ctx.q("start-after") or ""
+    mk = max_keys(ctx)
+    enc = encoder(ctx)
+    after = start_after
+    if token is not None:
+        after = max(decode_token(token), start_after)
+    page = await ctx.store.list_objects(bucket.name, prefix=prefix, delimiter=delim,
+                                        after=after, max_keys=mk)
+    fetch_owner = (ctx.q("fetch-owner") or "").lower() == "true"
+    body = document("ListBucketResult", [
+        ("Name", bucket.name), ("Prefix", enc(prefix)),
+        ("Delimiter", enc(delim)) if delim else None,
+        ("MaxKeys", mk),
+        ("EncodingType", "url") if ctx.q("encoding-type") else None,
+        ("KeyCount", len(page.entries) + len(page.common_prefixes)),
+        ("IsTruncated", page.is_truncated),
+        ("ContinuationToken", token) if token is not None else None,
+        ("NextContinuationToken", encode_token(page.next_key))
+        if page.is_truncated and page.next_key is not None else None,
+        ("StartAfter", enc(start_after)) if ctx.q("start-after") is not None else None,
+        *_contents(ctx, page, enc, fetch_owner), *_prefixes(page, enc)])
+    return xml_response(body)
+
+
+async def list_object_versions(ctx: Ctx, bucket: BucketInfo | None) -> Response:
+    """Unversioned buckets: each key has exactly one version, "null", the latest."""
+    assert bucket is not None
+    prefix, delim = ctx.q("prefix") or "", ctx.q("delimiter") or ""
+    key_marker = ctx.q("key-marker") or ""
+    vid_marker = ctx.q("version-id-marker")
+    if vid_marker and not key_marker:
+        raise S3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.",
+                      ArgumentName="version-id-marker", ArgumentValue=vid_marker)
+    mk = max_keys(ctx)
+    enc = encoder(ctx)
+    page = await ctx.store.list_objects(bucket.name, prefix=prefix, delimiter=delim,
+                                        after=key_marker, max_keys=mk)
+    truncated = page.is_truncated
+    body = document("ListVersionsResult", [
+        ("Name", bucket.name), ("Prefix", enc(prefix)), ("KeyMarker", enc(key_marker)),
+        ("VersionIdMarker", vid_marker or ""),
+        ("NextKeyMarker", enc(page.next_key)) if truncated else None,
+        ("NextVersionIdMarker", "null") if truncated else None,
+        ("MaxKeys", mk), ("Delimiter", enc(delim)) if delim else None,
+        ("EncodingType", "url") if ctx.q("encoding-type") else None,
+        ("IsTruncated", truncated),
+        *_contents(ctx, page, enc, True, tag="Version", versions=True), *_prefixes(page, enc)])
+    return xml_response(body)

@@ -1,0 +1,81 @@
+"""Process start-up: config, event loop, storage, listener, graceful shutdown on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+import time
+
+from . import __version__, checksums
+from .config import Config, ConfigError, load_config
+from .http.request import Request
+from .http.server import HttpLimits, HttpServer
+from .observability.metrics import Metrics
+from .s3.app import S3App
+from .storage import LocalStore, StorageError
+
+log = logging.getLogger("rs3gw")
+
+
+def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+    return ctx
+
+
+async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = LocalStore(cfg.storage_root, durable=cfg.fsync)
+    await store.open()
+    metrics = Metrics()
+    app = S3App(cfg, store, metrics)
+    limits = HttpLimits(max_header_bytes=cfg.max_header_bytes, max_uri_bytes=cfg.max_uri_bytes,
+                        idle_timeout_s=cfg.idle_timeout_s, request_timeout_s=cfg.request_timeout_s,
+                        max_concurrent=cfg.max_concurrent)
+
+    def on_response(req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
+        metrics.observe(req.operation, status, bytes_in, bytes_out,
+                        time.monotonic() - req.started)
+
+    tls = _ssl_context(cfg)
+    server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response)
+    host, port = await server.start(cfg.bind_host, cfg.bind_port)
+    backends = {"checksums": checksums.backend, "io": "threads", "http": "httptools+" +
+                type(loop).__module__.split(".")[0]}
+    for comp, impl in backends.items():
+        metrics.backend.labels(comp, impl).set(1)
+    app.ready = True
+    scheme = "https" if tls else "http"
+    log.info("rs3gw %s listening on %s://%s:%d storage_root=%s fsync=%s %s", __version__, scheme, host,
+             port, cfg.storage_root.resolve(), "on" if cfg.fsync else "off",
+             " ".join(f"{k}={v}" for k, v in backends.items()))
+    await stop.wait()
+    app.ready = False
+    log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
+    await server.shutdown(cfg.drain_timeout_s)
+    await store.close()
+    log.info("rs3gw stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load_config()
+    except ConfigError as e:
+        print(f"rs3gw: configuration error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        uvloop.run(serve(cfg))
+    except (OSError, StorageError, ssl.SSLError) as e:
+        print(f"rs3gw: cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,41 @@
+"""Configuration from the environment and TOML; bad values name their variable."""
+from pathlib import Path
+
+import pytest
+
+from rs3gw.config import ConfigError, load_config
+
+
+def test_defaults() -> None:
+    c = load_config({})
+    assert (c.bind_host, c.bind_port, c.region, c.fsync) == ("0.0.0.0", 9000, "us-east-1", True)
+    assert c.storage_root == Path("./data") and c.anonymous_only
+
+
+@pytest.mark.parametrize("env,var", [
+    ({"RS3GW_BIND_ADDR": "nonsense"}, "RS3GW_BIND_ADDR"),
+    ({"RS3GW_BIND_ADDR": "1.2.3.4:99999"}, "RS3GW_BIND_ADDR"),
+    ({"RS3GW_FSYNC": "maybe"}, "RS3GW_FSYNC"),
+    ({"RS3GW_MAX_CONCURRENT": "0"}, "RS3GW_MAX_CONCURRENT"),
+    ({"RS3GW_REQUEST_TIMEOUT": "soon"}, "RS3GW_REQUEST_TIMEOUT"),
+    ({"RS3GW_TLS_CERT": "/nonexistent.pem", "RS3GW_TLS_KEY": "/nonexistent.key"}, "RS3GW_TLS_CERT"),
+    ({"RS3GW_ACCESS_KEY": "AK"}, "RS3GW_ACCESS_KEY"),
+    ({"RS3GW_USERS_FILE": "/nonexistent.toml"}, "RS3GW_USERS_FILE"),
+])
+def test_bad_values_name_the_variable(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        load_config(env)
+
+
+def test_users_file_and_toml(tmp_path: Path) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text('[[users]]\naccess_key = "AKALICE"\nsecret_key = "s"\nuser_id = "alice-id"\n'
+                     'display_name = "alice"\n')
+    conf = tmp_path / "rs3gw.toml"
+    conf.write_text(f'bind_addr = "127.0.0.1:9100"\nfsync = false\nusers_file = "{users}"\n')
+    c = load_config({"RS3GW_CONFIG": str(conf), "RS3GW_ACCESS_KEY": "ROOT", "RS3GW_SECRET_KEY": "x",
+                     "RS3GW_BIND_ADDR": "127.0.0.1:9200"})
+    assert c.bind_port == 9200          # environment wins over the file
+    assert c.fsync is False
+    assert [u.access_key for u in c.all_users()] == ["ROOT", "AKALICE"]
+    assert c.users[0].user_id == "alice-id" and c.users[0].display_name == "alice"
