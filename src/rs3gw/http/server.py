@@ -69,7 +69,7 @@ class HttpServer:
                                               reuse_address=True)
         self._server = server
         name = server.sockets[0].getsockname()
-        log.info("listening on %s://%s:%d (loop %s)", self.scheme, name[0], name[1],
+        log.debug("bound %s://%s:%d (loop %s)", self.scheme, name[0], name[1],
                  type(loop).__module__)
         return name[0], name[1]
 
