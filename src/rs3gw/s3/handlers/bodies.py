@@ -11,12 +11,14 @@ from ..errors import S3Error
 from ..ingest import _STREAMING, _expected_raw, content_md5, requested_checksum
 
 
-async def read_xml_body(ctx: Ctx, *, limit: int = MAX_XML_BODY_BYTES, require_integrity: bool = False
-                        ) -> bytes:
+async def read_xml_body(ctx: Ctx, *, limit: int = MAX_XML_BODY_BYTES, require_integrity: bool = False,
+                        body_checksum_headers: bool = True) -> bytes:
     """Whole body, decoded and checked against Content-MD5 / x-amz-checksum-* / the signed sha.
 
     ``require_integrity``: S3 requires Content-MD5 or an x-amz-checksum-* on some calls
-    (DeleteObjects); new SDKs send only the checksum header (S3-PITFALLS.md item 4)."""
+    (DeleteObjects); new SDKs send only the checksum header (S3-PITFALLS.md item 4).
+    ``body_checksum_headers=False``: the x-amz-checksum-* headers describe something else (the
+    whole object, on CompleteMultipartUpload) and must not be checked against this body."""
     h = ctx.req.headers
     try:
         raw = await ctx.req.body.read_all(limit + (64 << 10))
@@ -42,7 +44,7 @@ async def read_xml_body(ctx: Ctx, *, limit: int = MAX_XML_BODY_BYTES, require_in
     md5 = content_md5(h)
     if md5 is not None and hashlib.md5(body).digest() != md5:
         raise S3Error("BadDigest")
-    algo, expected, in_trailer = requested_checksum(h)
+    algo, expected, in_trailer = requested_checksum(h) if body_checksum_headers else (None, None, False)
     if algo and in_trailer:
         expected = trailers.get(f"x-amz-checksum-{algo}")
     if algo and expected is not None:

@@ -14,6 +14,8 @@ async def delete_objects(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     root = parse(await read_xml_body(ctx, require_integrity=True), "Delete")
     quiet = (text(root, "Quiet") or "false").strip().lower() == "true"
     objs = root.findall("Object")
+    if not objs:
+        raise S3Error("MalformedXML")
     if len(objs) > 1000:
         raise S3Error("MalformedXML", "The number of keys in a DeleteObjects request cannot exceed 1000")
     results: list[tuple[str, object]] = []

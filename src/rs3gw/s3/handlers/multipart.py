@@ -144,7 +144,7 @@ async def complete_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Resp
     assert bucket is not None and ctx.ep.key is not None
     info = await _upload(ctx, bucket)
     if_match, if_none_match = write_conditions(ctx)
-    root = parse(await read_xml_body(ctx), "CompleteMultipartUpload")
+    root = parse(await read_xml_body(ctx, body_checksum_headers=False), "CompleteMultipartUpload")
     listed: list[tuple[int, str, dict[str, str]]] = []
     for p in root.findall("Part"):
         try:

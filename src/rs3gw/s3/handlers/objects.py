@@ -142,6 +142,8 @@ async def _load(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
     assert key is not None
     meta = await ctx.store.get_object(bucket.name, key)
     if meta is None:
+        # Like S3: without s3:ListBucket a caller may not learn that a key is absent (403, not 404).
+        ctx.app.check_access(ctx, bucket, "ListObjects", None)
         raise S3Error("NoSuchKey", Key=key)
     vid = ctx.q("versionId")
     if vid is not None and vid != "null":
