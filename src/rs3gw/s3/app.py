@@ -15,7 +15,7 @@ from .. import storage
 from ..config import Config
 from ..http.request import Request, Response
 from ..observability.metrics import Metrics
-from . import sigv4
+from . import sigv2, sigv4
 from .common import Ctx, iso8601
 from .errors import ERRORS, S3Error
 from .handlers import REGISTRY
@@ -67,8 +67,14 @@ class S3App:
                     op = ep.op = "UploadPartCopy"
             req.operation = op
             resource = "/" + (ep.bucket or "") + ("/" + ep.key if ep.key is not None else "")
-            auth = sigv4.verify_request(req.method, req.path, req.query, req.headers,
-                                        self.users.get, self.config.region)
+            if sigv2.is_v2(req.headers, req.query):
+                # Older tools and boto3's default presigned URLs still sign with V2.
+                auth = sigv2.verify_request_v2(req.method, req.path, req.query, req.headers,
+                                               self.users.get,
+                                               virtual_host_bucket=ep.bucket if ep.virtual_host else None)
+            else:
+                auth = sigv4.verify_request(req.method, req.path, req.query, req.headers,
+                                            self.users.get, self.config.region)
             if auth.creds is None:
                 who = Principal(None, None, None)
             else:
