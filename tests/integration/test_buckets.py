@@ -182,3 +182,25 @@ def test_location_constraint(eu_server: ServerProcess) -> None:
             "IllegalLocationConstraintException", "InvalidLocationConstraint")
     finally:
         empty_and_delete_bucket(client, name)
+
+
+@pytest.mark.parametrize("call,code", [
+    ("get_bucket_cors", "NoSuchCORSConfiguration"),
+    ("get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration"),
+    ("get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError"),
+    ("get_bucket_website", "NoSuchWebsiteConfiguration"),
+    ("get_public_access_block", "NoSuchPublicAccessBlockConfiguration"),
+])
+def test_unconfigured_sub_resources_read_like_s3(s3: Any, bucket: str, call: str, code: str) -> None:
+    # Tools such as Terraform probe every bucket sub-resource and expect S3's "not configured" 404s.
+    with s3_error(code, 404):
+        getattr(s3, call)(Bucket=bucket)
+
+
+def test_unconfigured_sub_resources_empty_documents_and_writes(s3: Any, bucket: str) -> None:
+    assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=bucket)
+    assert s3.get_bucket_request_payment(Bucket=bucket)["Payer"] == "BucketOwner"
+    s3.delete_bucket_cors(Bucket=bucket)            # nothing configured: a no-op, as on S3
+    with s3_error("NotImplemented", 501):
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+            {"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})

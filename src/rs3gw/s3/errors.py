@@ -64,6 +64,16 @@ ERRORS: dict[str, tuple[int, str]] = {
     "MissingSecurityHeader": (400, "Your request was missing a required header"),
     "NoSuchBucket": (404, "The specified bucket does not exist"),
     "NoSuchBucketPolicy": (404, "The bucket policy does not exist"),
+    "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),
+    "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist"),
+    "NoSuchWebsiteConfiguration": (404, "The specified bucket does not have a website configuration"),
+    "NoSuchPublicAccessBlockConfiguration": (404, "The public access block configuration was not found"),
+    "ServerSideEncryptionConfigurationNotFoundError": (404, ("The server side encryption configuration "
+                                                            "was not found")),
+    "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found"),
+    "ObjectLockConfigurationNotFoundError": (404, ("Object Lock configuration does not exist for this "
+                                                  "bucket")),
+    "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found"),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchTagSet": (404, "The TagSet does not exist"),
     "NoSuchUpload": (404, ("The specified upload does not exist. The upload ID may be invalid, or the "

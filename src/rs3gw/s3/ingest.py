@@ -105,7 +105,7 @@ async def ingest(ctx: Ctx, *, extra_algo: str | None = None) -> Ingested:
     size = declared_size(ctx, streaming)
     literal_sha = len(sha) == 64 and set(sha) <= _HEX64
     algos = {algo} if algo else set()
-    if literal_sha and size is not None and size > 0:
+    if literal_sha and size != 0:
         algos.add("sha256")
     decoder = None
     if streaming:

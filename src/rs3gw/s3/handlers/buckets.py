@@ -173,5 +173,33 @@ async def put_acl(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     return empty_response(200)
 
 
+# Bucket sub-resources rs3gw does not implement yet: reading one answers exactly what S3 answers
+# for a bucket that never had it configured (tools such as Terraform probe them all); deleting
+# one is a no-op; setting one is NotImplemented, never silently ignored.
+_UNCONFIGURED: dict[str, str | bytes] = {
+    "cors": "NoSuchCORSConfiguration", "lifecycle": "NoSuchLifecycleConfiguration",
+    "website": "NoSuchWebsiteConfiguration", "publicAccessBlock": "NoSuchPublicAccessBlockConfiguration",
+    "encryption": "ServerSideEncryptionConfigurationNotFoundError",
+    "replication": "ReplicationConfigurationNotFoundError",
+    "object-lock": "ObjectLockConfigurationNotFoundError",
+    "ownershipControls": "OwnershipControlsNotFoundError",
+    "logging": document("BucketLoggingStatus", []),
+    "notification": document("NotificationConfiguration", []),
+    "accelerate": document("AccelerateConfiguration", []),
+    "requestPayment": document("RequestPaymentConfiguration", [("Payer", "BucketOwner")]),
+}
+
+
 async def unsupported(ctx: Ctx, bucket: BucketInfo | None) -> Response:
+    if bucket is not None and ctx.ep.key is None:
+        sub = next((k for k in _UNCONFIGURED if k in ctx.ep.query), None)
+        if sub is not None and ctx.req.method == "GET":
+            ctx.app.check_access(ctx, bucket, "GetBucketLocation", None, action=f"s3:GetBucket{sub}")
+            answer = _UNCONFIGURED[sub]
+            if isinstance(answer, bytes):
+                return xml_response(answer)
+            raise S3Error(answer, BucketName=bucket.name)
+        if sub is not None and ctx.req.method == "DELETE" and isinstance(_UNCONFIGURED[sub], str):
+            ctx.app.check_access(ctx, bucket, "DeleteBucketPolicy", None, action=f"s3:PutBucket{sub}")
+            return empty_response(204)
     raise S3Error("NotImplemented", "This sub-resource is not implemented by rs3gw")
