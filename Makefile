@@ -7,8 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := build-essential python3-dev python3-venv libisal-dev liburing-dev libssl-dev \
-	pkg-config rclone s3cmd openssl
+APT_PACKAGES := build-essential python3-dev python3-venv libisal-dev liburing-dev libssl-dev libzstd-dev liblz4-dev \
+	pkg-config rclone s3cmd openssl fio
 # Anything that changes what `pip install -e` produces re-runs the install.
 DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
 DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
