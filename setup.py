@@ -36,8 +36,10 @@ class CoreModule:
 
 
 ISAL = SystemLib("isal", "isa-l/crc.h", "crc32_iscsi", "libisal-dev")
+CRYPTO = SystemLib("crypto", "openssl/evp.h", "EVP_MAC_fetch", "libssl-dev")
 
 MODULES = [
+    CoreModule("chunked", [f"{CORE}/chunked.pyx", f"{CORE}/chunked_core.c"], [CRYPTO]),
     CoreModule("crc", [f"{CORE}/crc.c"], [ISAL]),
 ]
 
