@@ -13,6 +13,7 @@ from .config import Config, ConfigError, load_config
 from .http.request import Request
 from .http.server import HttpLimits, HttpServer
 from .observability.metrics import Metrics
+from .s3 import chunked
 from .s3.app import S3App
 from .storage import LocalStore, StorageError
 
@@ -47,7 +48,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     tls = _ssl_context(cfg)
     server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response)
     host, port = await server.start(cfg.bind_host, cfg.bind_port)
-    backends = {"checksums": checksums.backend, "io": "threads", "http": "httptools+" +
+    backends = {"checksums": checksums.backend, "chunked": chunked.backend, "io": "threads",
+                "http": "httptools+" +
                 type(loop).__module__.split(".")[0]}
     for comp, impl in backends.items():
         metrics.backend.labels(comp, impl).set(1)
