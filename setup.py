@@ -40,7 +40,8 @@ CRYPTO = SystemLib("crypto", "openssl/evp.h", "EVP_MAC_fetch", "libssl-dev")
 
 MODULES = [
     CoreModule("chunked", [f"{CORE}/chunked.pyx", f"{CORE}/chunked_core.c"], [CRYPTO]),
-    CoreModule("crc", [f"{CORE}/crc.c"], [ISAL]),
+    CoreModule("crc", [f"{CORE}/crc.c", f"{CORE}/crc64nvme.c"], [ISAL]),
+    CoreModule("hashing", [f"{CORE}/hashing.c", f"{CORE}/crc64nvme.c"], [ISAL, CRYPTO]),
 ]
 
 

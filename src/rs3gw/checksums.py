@@ -1,7 +1,8 @@
 """Object checksums as S3 defines them: streaming hashers, header encoding, multipart forms.
 
-CRCs come from the compiled core (rs3gw._core.crc). A missing build is an ImportError, never a
-silent slow path; RS3GW_CORE=reference swaps in the pure-Python twin for tests only.
+Streaming hashes come from the compiled core (rs3gw._core.hashing: MD5/SHA via OpenSSL and the CRCs
+in one pass), CRC combine from rs3gw._core.crc. A missing build is an ImportError, never a silent
+slow path; RS3GW_CORE=reference swaps in the pure-Python twins for tests only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 from types import ModuleType
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer arrives in 3.12
 
 ALGOS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
 CRC_ALGOS = ("crc32", "crc32c", "crc64nvme")
@@ -21,27 +25,24 @@ CRC_ALGOS = ("crc32", "crc32c", "crc64nvme")
 DIGEST_SIZES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32, "md5": 16}
 
 
-def _load_core() -> tuple[ModuleType, str]:
+def _load_core() -> tuple[ModuleType, ModuleType, str]:
     if os.environ.get("RS3GW_CORE", "compiled") == "reference":
-        from rs3gw._core import crc_ref
+        from rs3gw._core import crc_ref, hashing_ref
 
-        return crc_ref, "reference"
+        return crc_ref, hashing_ref, "reference"
     try:
-        from rs3gw._core import crc
+        from rs3gw._core import crc, hashing
     except ImportError as exc:
         raise ImportError(
-            "rs3gw._core.crc is not built: run `make build` (or `make deps` on a fresh machine)"
+            "rs3gw._core.crc/hashing is not built: run `make build` (or `make deps` on a fresh machine)"
         ) from exc
-    return crc, f"compiled:{crc.backend}"
+    return crc, hashing, f"compiled:{crc.backend}"
 
 
-_crc, backend = _load_core()
+_crc, _hashing, backend = _load_core()
+# What Hasher runs on: "compiled:openssl+isa-l+<crc64 kernel>" or "reference".
+hasher_backend = "reference" if backend == "reference" else f"compiled:{_hashing.backend}"
 
-_CRC_FUNCS: dict[str, Callable[..., int]] = {
-    "crc32": _crc.crc32,
-    "crc32c": _crc.crc32c,
-    "crc64nvme": _crc.crc64nvme,
-}
 _COMBINE_FUNCS: dict[str, Callable[[int, int, int], int]] = {
     "crc32": _crc.crc32_combine,
     "crc32c": _crc.crc32c_combine,
@@ -54,63 +55,53 @@ def _check_algo(algo: str, allowed: Iterable[str]) -> None:
         raise ValueError(f"unsupported checksum algorithm {algo!r}")
 
 
-class _Digest(Protocol):
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-class _Crc:
-    """Running CRC with the hashlib-like surface Hasher needs."""
-
-    __slots__ = ("_func", "_size", "_value")
-
-    def __init__(self, algo: str) -> None:
-        self._func = _CRC_FUNCS[algo]
-        self._value = 0
-        self._size = DIGEST_SIZES[algo]
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._value = self._func(data, self._value)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(self._size, "big")
-
-
 class Hasher:
     """MD5 (for the ETag) plus any of ALGOS over one stream, fed chunk by chunk.
 
-    Each update is one call per algorithm per chunk; hashlib and the compiled CRCs both release
-    the GIL on large buffers, so a worker thread can hash while the loop serves others.
+    A thin skin over rs3gw._core.hashing.Hasher: each update is one call that runs every algorithm
+    block by block over the data in a single pass, with the GIL released on large buffers, so a
+    worker thread can hash while the loop serves others. One Hasher per thread at a time.
     """
 
+    __slots__ = ("_algos", "_core")
+
     def __init__(self, algos: Iterable[str] = (), *, md5: bool = True) -> None:
-        self.size = 0
-        self._hashers: dict[str, _Digest] = {}
-        if md5:
-            self._hashers["md5"] = hashlib.md5()
+        wanted = ["md5"] if md5 else []
         for algo in algos:
             _check_algo(algo, ALGOS)
-            if algo in self._hashers:
-                continue
-            self._hashers[algo] = _Crc(algo) if algo in CRC_ALGOS else hashlib.new(algo)
+            if algo not in wanted:
+                wanted.append(algo)
+        self._algos = tuple(wanted)
+        self._core = _hashing.Hasher(self._algos)
 
     @property
     def algos(self) -> tuple[str, ...]:
-        return tuple(self._hashers)
+        return self._algos
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        for h in self._hashers.values():
-            h.update(data)
-        self.size += memoryview(data).nbytes
+    @property
+    def size(self) -> int:
+        """Bytes hashed so far."""
+        size: int = self._core.size
+        return size
+
+    def update(self, data: Buffer) -> None:
+        self._core.update(data)
 
     def digests(self) -> dict[str, bytes]:
-        return {algo: h.digest() for algo, h in self._hashers.items()}
+        digests: dict[str, bytes] = self._core.digests()
+        return digests
 
     def md5_hex(self) -> str:
-        h = self._hashers.get("md5")
-        if h is None:
+        if "md5" not in self._algos:
             raise ValueError("this Hasher was created with md5=False")
-        return h.digest().hex()
+        md5: bytes = self._core.digests()["md5"]
+        return md5.hex()
+
+    def copy(self) -> Hasher:
+        twin = Hasher.__new__(Hasher)
+        twin._algos = self._algos
+        twin._core = self._core.copy()
+        return twin
 
 
 def b64(raw: bytes) -> str:

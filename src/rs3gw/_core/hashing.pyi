@@ -1,0 +1,23 @@
+from collections.abc import Iterable
+
+from typing_extensions import Buffer
+
+backend: str
+ALGOS: tuple[str, ...]
+GIL_RELEASE_MIN_BYTES: int
+BLOCK_BYTES: int
+
+class Hasher:
+    """Any subset of ALGOS over one stream. Not for concurrent use: RuntimeError if tried."""
+
+    def __init__(self, algos: Iterable[str]) -> None: ...
+    def update(self, data: Buffer, /) -> None: ...
+    def digests(self) -> dict[str, bytes]: ...
+    def copy(self) -> Hasher: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def algos(self) -> tuple[str, ...]: ...
+
+# Benchmarks only: bytes per one-pass block.
+def _set_block_bytes(n: int, /) -> None: ...
