@@ -37,8 +37,11 @@ class CoreModule:
 
 ISAL = SystemLib("isal", "isa-l/crc.h", "crc32_iscsi", "libisal-dev")
 CRYPTO = SystemLib("crypto", "openssl/evp.h", "EVP_MAC_fetch", "libssl-dev")
+ZSTD = SystemLib("zstd", "zstd.h", "ZSTD_compressCCtx", "libzstd-dev")
+LZ4 = SystemLib("lz4", "lz4.h", "LZ4_compress_default", "liblz4-dev")
 
 MODULES = [
+    CoreModule("batch", [f"{CORE}/batch.pyx"], [ZSTD, LZ4, ISAL]),
     CoreModule("chunked", [f"{CORE}/chunked.pyx", f"{CORE}/chunked_core.c"], [CRYPTO]),
     CoreModule("crc", [f"{CORE}/crc.c", f"{CORE}/crc64nvme.c"], [ISAL]),
     CoreModule("hashing", [f"{CORE}/hashing.c", f"{CORE}/crc64nvme.c"], [ISAL, CRYPTO]),
