@@ -33,14 +33,17 @@ class CoreModule:
     name: str  # rs3gw._core.<name>
     sources: list[str]
     libs: list[SystemLib] = field(default_factory=list)
+    cffi: str = ""  # "<builder.py>:ffibuilder" for a cffi API-mode module; its sources live in the builder
 
 
 ISAL = SystemLib("isal", "isa-l/crc.h", "crc32_iscsi", "libisal-dev")
-CRYPTO = SystemLib("crypto", "openssl/evp.h", "EVP_MAC_fetch", "libssl-dev")
 ZSTD = SystemLib("zstd", "zstd.h", "ZSTD_compressCCtx", "libzstd-dev")
 LZ4 = SystemLib("lz4", "lz4.h", "LZ4_compress_default", "liblz4-dev")
+URING = SystemLib("uring", "liburing.h", "io_uring_queue_init", "liburing-dev")
+CRYPTO = SystemLib("crypto", "openssl/evp.h", "EVP_MAC_fetch", "libssl-dev")
 
 MODULES = [
+    CoreModule("_uring", [], [URING], cffi=f"{CORE}/uring_build.py:ffibuilder"),
     CoreModule("batch", [f"{CORE}/batch.pyx"], [ZSTD, LZ4, ISAL]),
     CoreModule("chunked", [f"{CORE}/chunked.pyx", f"{CORE}/chunked_core.c"], [CRYPTO]),
     CoreModule("crc", [f"{CORE}/crc.c", f"{CORE}/crc64nvme.c"], [ISAL]),
@@ -110,6 +113,7 @@ def _selected() -> list[CoreModule]:
 
 
 setup(
-    ext_modules=_cythonize([_extension(m) for m in _selected()]),
+    ext_modules=_cythonize([_extension(m) for m in _selected() if not m.cffi]),
+    cffi_modules=[m.cffi for m in _selected() if m.cffi],
     cmdclass={"build_ext": BuildCore},
 )
