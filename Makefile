@@ -14,13 +14,14 @@ DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
 DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
 PYTEST_FAST := -m "not slow and not clients"
 
-.PHONY: help deps apt serve test test-fast lint build clean
+.PHONY: help deps apt serve test test-fast lint build clean bench-core
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
 	@echo "make test       lint + types + the whole test suite"
 	@echo "make test-fast  lint + types + tests not marked slow or clients"
 	@echo "make build      rebuild the compiled core in place"
+	@echo "make bench-core compiled-core benchmarks (ratios vs hashlib, google-crc32c, zstd, fio)"
 	@echo "make deps       system packages + .venv + editable install (done by the targets above)"
 
 deps: $(DEPS_STAMP)
@@ -56,6 +57,12 @@ test: lint
 
 test-fast: lint
 	$(PY) -m pytest -q $(PYTEST_FAST)
+
+# Compiled-core micro-benchmarks: each prints its ratio against the baseline measured in the same run.
+bench-core: deps
+	$(PY) -m pytest -q -s -p no:cacheprovider benchmarks/bench_hashing.py benchmarks/bench_chunked.py \
+		benchmarks/bench_batch.py --benchmark-only
+	$(PY) benchmarks/bench_directio.py --runs 3
 
 build: deps
 	$(PY) setup.py --quiet build_ext --inplace
