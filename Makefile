@@ -14,12 +14,13 @@ DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
 DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
 PYTEST_FAST := -m "not slow and not clients"
 
-.PHONY: help deps apt serve test test-fast lint build clean bench-core
+.PHONY: help deps apt serve test test-fast test-matrix lint build clean bench-core
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
 	@echo "make test       lint + types + the whole test suite"
 	@echo "make test-fast  lint + types + tests not marked slow or clients"
+	@echo "make test-matrix  the fast tests with the reference core, then with the threads I/O backend"
 	@echo "make build      rebuild the compiled core in place"
 	@echo "make bench-core compiled-core benchmarks (ratios vs hashlib, google-crc32c, zstd, fio)"
 	@echo "make deps       system packages + .venv + editable install (done by the targets above)"
@@ -63,6 +64,16 @@ bench-core: deps
 	$(PY) -m pytest -q -s -p no:cacheprovider benchmarks/bench_hashing.py benchmarks/bench_chunked.py \
 		benchmarks/bench_batch.py --benchmark-only
 	$(PY) benchmarks/bench_directio.py --runs 3
+
+# Integration servers inherit the environment, so each variable reaches them too. Both passes run
+# even if the first fails; the target fails if either did.
+test-matrix: lint
+	@rc=0; \
+	echo "== fast suite, RS3GW_CORE=reference"; \
+	RS3GW_CORE=reference $(PY) -m pytest -q $(PYTEST_FAST) || rc=1; \
+	echo "== fast suite, RS3GW_IO_BACKEND=threads"; \
+	RS3GW_IO_BACKEND=threads $(PY) -m pytest -q $(PYTEST_FAST) || rc=1; \
+	exit $$rc
 
 build: deps
 	$(PY) setup.py --quiet build_ext --inplace

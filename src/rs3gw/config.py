@@ -46,6 +46,10 @@ class Config:
     log_level: str = "INFO"
     users_file: Path | None = None
     users: tuple[User, ...] = field(default_factory=tuple)
+    # Data-file I/O: io_uring or the thread pool (auto: io_uring when the kernel allows it), and
+    # O_DIRECT with io_uring (auto: where the filesystem under storage_root accepts it).
+    io_backend: str = "auto"
+    direct_io: str = "auto"
 
     @property
     def anonymous_only(self) -> bool:
@@ -103,6 +107,15 @@ def _positive_float(v: str) -> float:
     return n
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        s = v.strip().lower()
+        if s not in allowed:
+            raise ValueError(f"expected one of {'|'.join(allowed)}, got {v!r}")
+        return s
+    return parse
+
+
 def _existing_file(v: str) -> Path:
     p = Path(v)
     if not p.is_file():
@@ -128,6 +141,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_DRAIN_TIMEOUT": ("drain_timeout_s", _positive_float, "drain_timeout"),
     "RS3GW_LOG_LEVEL": ("log_level", str.upper, "log_level"),
     "RS3GW_USERS_FILE": ("users_file", _existing_file, "users_file"),
+    "RS3GW_IO_BACKEND": ("io_backend", _choice("auto", "uring", "threads"), "io_backend"),
+    "RS3GW_DIRECT_IO": ("direct_io", _choice("auto", "on", "off"), "direct_io"),
 }
 
 

@@ -9,15 +9,21 @@ import sys
 import time
 
 from . import __version__, checksums
+from ._core.directio import select_backend
 from .config import Config, ConfigError, load_config
 from .http.request import Request
 from .http.server import HttpLimits, HttpServer
+from .observability import loopguard
 from .observability.metrics import Metrics
 from .s3 import chunked
 from .s3.app import S3App
 from .storage import LocalStore, StorageError
 
 log = logging.getLogger("rs3gw")
+
+
+class StartupError(Exception):
+    """Start-up cannot go on (e.g. RS3GW_IO_BACKEND=uring where io_uring is refused)."""
 
 
 def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
@@ -31,10 +37,21 @@ def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
 async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    if loopguard.enabled_by_env():
+        loopguard.install()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = LocalStore(cfg.storage_root, durable=cfg.fsync)
-    await store.open()
+    try:
+        io_backend, _ = select_backend(cfg.io_backend, cfg.direct_io)
+    except RuntimeError as e:  # a forced uring the kernel or the container refuses
+        raise StartupError(str(e)) from e
+    store = LocalStore(cfg.storage_root, durable=cfg.fsync, io_backend=io_backend,
+                       direct_io=cfg.direct_io)
+    try:
+        await store.open()
+    except BaseException:
+        await io_backend.aclose()
+        raise
     metrics = Metrics()
     app = S3App(cfg, store, metrics)
     limits = HttpLimits(max_header_bytes=cfg.max_header_bytes, max_uri_bytes=cfg.max_uri_bytes,
@@ -48,21 +65,23 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     tls = _ssl_context(cfg)
     server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response)
     host, port = await server.start(cfg.bind_host, cfg.bind_port)
-    backends = {"checksums": checksums.backend, "chunked": chunked.backend, "io": "threads",
-                "http": "httptools+" +
-                type(loop).__module__.split(".")[0]}
+    backends = {"checksums": checksums.backend, "hasher": checksums.hasher_backend,
+                "chunked": chunked.backend, "io": store.io_backend, "direct_io": store.direct_io,
+                "http": "httptools+" + type(loop).__module__.split(".")[0]}
     for comp, impl in backends.items():
         metrics.backend.labels(comp, impl).set(1)
     app.ready = True
     scheme = "https" if tls else "http"
+    storage_root = await loop.run_in_executor(None, cfg.storage_root.resolve)  # stats: blocking
     log.info("rs3gw %s listening on %s://%s:%d storage_root=%s fsync=%s %s", __version__, scheme, host,
-             port, cfg.storage_root.resolve(), "on" if cfg.fsync else "off",
+             port, storage_root, "on" if cfg.fsync else "off",
              " ".join(f"{k}={v}" for k, v in backends.items()))
     await stop.wait()
     app.ready = False
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
     await server.shutdown(cfg.drain_timeout_s)
     await store.close()
+    await io_backend.aclose()
     log.info("rs3gw stopped")
 
 
@@ -77,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
         uvloop.run(serve(cfg))
-    except (OSError, StorageError, ssl.SSLError) as e:
+    except (OSError, StorageError, StartupError, ssl.SSLError) as e:
         print(f"rs3gw: cannot start: {e}", file=sys.stderr)
         return 1
     return 0

@@ -24,6 +24,7 @@ from servers import (
     make_self_signed_cert,
     start_server,
     stop_server,
+    take_loop_guard_reports,
     unique_bucket_name,
 )
 
@@ -35,6 +36,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         for srv in LIVE_SERVERS:
             report.sections.append((f"rs3gw stderr (port {srv.port})", srv.stderr_text()))
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_calls_on_the_loop() -> Iterator[None]:
+    """Fails the test during which a server's loop guard reported a blocking call (servers run
+    with RS3GW_LOOP_GUARD=1; stop_server checks again once a server's stderr is fully read)."""
+    yield
+    reports = take_loop_guard_reports()
+    if reports:
+        pytest.fail("blocking call(s) on the event loop:\n" + "\n".join(reports), pytrace=False)
 
 
 _real_getaddrinfo = socket.getaddrinfo

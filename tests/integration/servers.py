@@ -49,6 +49,18 @@ MIB = 1024 * 1024
 # Servers started by the suite, so a failing test's report can show their stderr.
 LIVE_SERVERS: list[ServerProcess] = []
 
+# Every server runs with the loop guard (rs3gw.observability.loopguard); what it reports, from any
+# server, collects here (with the stack lines that follow) until the suite takes it.
+LOOP_GUARD_LINE = "blocking call on the event loop"
+LOG_RECORD_RE = re.compile(r"^\d{4}-\d\d-\d\d ")
+_LOOP_GUARD_REPORTS: list[list[str]] = []
+
+
+def take_loop_guard_reports() -> list[str]:
+    """Loop-guard reports logged by any server since the last call, each with its stack."""
+    taken = [_LOOP_GUARD_REPORTS.pop(0) for _ in range(len(_LOOP_GUARD_REPORTS))]
+    return ["\n".join(r) for r in taken]
+
 
 @dataclass(frozen=True)
 class User:
@@ -153,6 +165,7 @@ class ServerProcess:
             "RS3GW_REGION": REGION,
             "RS3GW_FSYNC": "true" if self.fsync else "false",
             "RS3GW_DOMAIN": "localhost",
+            "RS3GW_LOOP_GUARD": "1",
         })
         if self.users:
             users_file = self.storage_root.parent / f"{self.storage_root.name}-users.toml"
@@ -186,9 +199,17 @@ class ServerProcess:
 
     def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
+        report: list[str] | None = None
         for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self._stderr_lines.append(line)
+            if LOOP_GUARD_LINE in line:
+                report = [f"[rs3gw {self.storage_root}] {line}"]
+                _LOOP_GUARD_REPORTS.append(report)
+            elif report is not None and not LOG_RECORD_RE.match(line):
+                report.append(line)
+            else:
+                report = None
             m = LISTEN_RE.search(line)
             if m and not self._listening.is_set():
                 self.scheme, self.port = m.group(1), int(m.group(3))
@@ -437,3 +458,5 @@ def stop_server(srv: ServerProcess) -> None:
         if srv in LIVE_SERVERS:
             LIVE_SERVERS.remove(srv)
     assert rc == 0, f"rs3gw exited with {rc} after SIGTERM; stderr:\n{srv.stderr_text()}"
+    reports = take_loop_guard_reports()
+    assert not reports, "blocking call(s) on the event loop:\n" + "\n".join(reports)

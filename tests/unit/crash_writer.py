@@ -1,5 +1,6 @@
 """Crash-test workload: writes, overwrites, deletes and completes multipart uploads in a loop on a
-durable LocalStore until it is SIGKILLed. Run as: crash_writer.py ROOT LOG SEQ_BASE SEED.
+durable LocalStore until it is SIGKILLed. Run as: crash_writer.py ROOT LOG SEQ_BASE SEED, with
+RS3GW_IO_BACKEND (uring|threads) choosing the I/O backend.
 
 Every operation appends "B\\t<key>\\t<kind>\\t<seq>\\t<data_seq>" to LOG before it starts and
 "A\\t<key>\\t<seq>" once it returned, so the checker knows what was acknowledged and what was in
@@ -92,10 +93,12 @@ async def _one_op(store: object, log_fd: int, key: str, seq: int, rnd: random.Ra
 
 
 async def main(root: str, log_path: str, seq_base: int, seed: int) -> None:
+    from rs3gw._core.directio import select_backend
     from rs3gw.storage import BucketExists, LocalStore
 
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    store = LocalStore(root, durable=True)
+    backend, _ = select_backend()  # RS3GW_IO_BACKEND from the test
+    store = LocalStore(root, durable=True, io_backend=backend)
     await store.open()
     try:
         await store.create_bucket(BUCKET, "o", "r")

@@ -194,8 +194,10 @@ def test_threads_share_the_module() -> None:
 # --- rs3gw.checksums ---------------------------------------------------------------------------
 
 
-def test_module_backend_is_compiled() -> None:
-    assert checksums.backend == f"compiled:{compiled.backend}"
+def test_module_backend_names_the_core_in_use() -> None:
+    # The suite also runs with RS3GW_CORE=reference (make test-matrix); the backend must say so.
+    reference = os.environ.get("RS3GW_CORE") == "reference"
+    assert checksums.backend == ("reference" if reference else f"compiled:{compiled.backend}")
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -214,7 +216,8 @@ def test_reference_backend_by_env() -> None:
 
 
 def test_missing_build_is_a_loud_import_error() -> None:
-    proc = _run_python("import sys; sys.modules['rs3gw._core.crc'] = None; import rs3gw.checksums")
+    proc = _run_python("import sys; sys.modules['rs3gw._core.crc'] = None; import rs3gw.checksums",
+                       RS3GW_CORE="compiled")
     assert proc.returncode != 0
     assert "ImportError" in proc.stderr and "make build" in proc.stderr
 

@@ -21,10 +21,21 @@ def test_defaults() -> None:
     ({"RS3GW_TLS_CERT": "/nonexistent.pem", "RS3GW_TLS_KEY": "/nonexistent.key"}, "RS3GW_TLS_CERT"),
     ({"RS3GW_ACCESS_KEY": "AK"}, "RS3GW_ACCESS_KEY"),
     ({"RS3GW_USERS_FILE": "/nonexistent.toml"}, "RS3GW_USERS_FILE"),
+    ({"RS3GW_IO_BACKEND": "aio"}, "RS3GW_IO_BACKEND"),
+    ({"RS3GW_DIRECT_IO": "maybe"}, "RS3GW_DIRECT_IO"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], var: str) -> None:
     with pytest.raises(ConfigError, match=var):
         load_config(env)
+
+
+def test_io_backend_and_direct_io() -> None:
+    c = load_config({})
+    assert (c.io_backend, c.direct_io) == ("auto", "auto")
+    c = load_config({"RS3GW_IO_BACKEND": "Threads", "RS3GW_DIRECT_IO": "off"})
+    assert (c.io_backend, c.direct_io) == ("threads", "off")
+    c = load_config({"RS3GW_IO_BACKEND": "uring", "RS3GW_DIRECT_IO": "on"})
+    assert (c.io_backend, c.direct_io) == ("uring", "on")
 
 
 def test_users_file_and_toml(tmp_path: Path) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from rs3gw._core.directio import select_backend
 from rs3gw.storage import (
     BucketExists,
     BucketNotEmpty,
@@ -21,15 +22,32 @@ from rs3gw.storage import (
     WriteResult,
 )
 
+# The I/O backend run_store gives its store; set per test by the autouse `io_kind` fixture (import
+# it into another test module to parametrize that module too).
+_IO_KIND = ["threads"]
+
+
+@pytest.fixture(autouse=True, params=["threads", "uring"])
+def io_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    _IO_KIND[0] = request.param
+    yield request.param
+    _IO_KIND[0] = "threads"
+
 
 def run_store(root: Path, body: Callable[[LocalStore], Awaitable[None]], **kw: object) -> None:
     async def main() -> None:
-        store = LocalStore(root, **kw)  # type: ignore[arg-type]
-        await store.open()
+        backend, name = select_backend(_IO_KIND[0])
+        assert name == _IO_KIND[0]
         try:
-            await body(store)
+            store = LocalStore(root, io_backend=backend, **kw)  # type: ignore[arg-type]
+            await store.open()
+            assert store.io_backend == name
+            try:
+                await body(store)
+            finally:
+                await store.close()
         finally:
-            await store.close()
+            await backend.aclose()
     asyncio.run(main())
 
 

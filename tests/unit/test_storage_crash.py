@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from crash_writer import BUCKET, all_keys, version_etag, version_parts
 
+from rs3gw._core.directio import select_backend
 from rs3gw.storage import LocalStore
 
 ROUNDS = 24
@@ -45,8 +46,16 @@ def parse_log(text: str, known: dict[str, State]) -> dict[str, set[State]]:
     return {k: {acked.get(k)} | ({inflight[k]} if k in inflight else set()) for k in all_keys()}
 
 
-async def _check_store(root: Path, allowed: dict[str, set[State]]) -> dict[str, State]:
-    store = LocalStore(root, durable=True)
+async def _check_store(root: Path, allowed: dict[str, set[State]], kind: str) -> dict[str, State]:
+    backend, _ = select_backend(kind)
+    store = LocalStore(root, durable=True, io_backend=backend)
+    try:
+        return await _check_keys(store, allowed)
+    finally:
+        await backend.aclose()
+
+
+async def _check_keys(store: LocalStore, allowed: dict[str, set[State]]) -> dict[str, State]:
     await store.open()
     actual: dict[str, State] = {}
     try:
@@ -95,11 +104,13 @@ def _wait_ready(log: Path, proc: subprocess.Popen[bytes], deadline: float) -> No
 
 
 @pytest.mark.slow
-def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["uring", "threads"])
+def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path, kind: str) -> None:
     root = tmp_path / "root"
     rnd = random.Random(1234)
     known: dict[str, State] = {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
+           "RS3GW_IO_BACKEND": kind}
     acked_total = 0
     for rnd_no in range(ROUNDS):
         log = tmp_path / f"log{rnd_no}"
@@ -122,7 +133,7 @@ def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path) -> None:
         text = log.read_text()
         acked_total += text.count("\nA\t")
         allowed = parse_log(text, known)
-        known = asyncio.run(_check_store(root, allowed))
+        known = asyncio.run(_check_store(root, allowed, kind))
         _check_files(root)
     # The workload did real work between kills (not just start-up).
     assert acked_total > ROUNDS

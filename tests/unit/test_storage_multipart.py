@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
-from test_storage import data_files, put, read_all, run_store, tmp_files, write_data
+from test_storage import (  # noqa: F401 - io_kind: autouse, parametrizes this module too
+    data_files,
+    io_kind,
+    put,
+    read_all,
+    run_store,
+    tmp_files,
+    write_data,
+)
 
 from rs3gw.storage import (
     InvalidPart,

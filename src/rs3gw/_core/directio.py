@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -72,6 +73,33 @@ def _open(path: str, flags: int, direct: str) -> tuple[int, bool, str | None]:
     return fd, False, "open(O_DIRECT) refused (EINVAL)"
 
 
+@dataclasses.dataclass(frozen=True)
+class OpenedFile:
+    """A file opened for DirectWriter/DirectReader by ``open_for_write`` / ``open_for_read``:
+    these block (O_CREAT takes the directory's journal lock), so an event-loop caller runs them
+    in a worker thread and hands the result to the constructor."""
+    fd: int
+    direct: bool
+    fallback: str | None
+    size: int = 0
+
+
+def open_for_write(path: str, direct: str = "auto") -> OpenedFile:
+    _check_mode(direct)
+    fd, on, why = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, direct)
+    return OpenedFile(fd, on, why)
+
+
+def open_for_read(path: str, direct: str = "auto") -> OpenedFile:
+    _check_mode(direct)
+    fd, on, why = _open(path, os.O_RDONLY | os.O_CLOEXEC, direct)
+    try:
+        return OpenedFile(fd, on, why, os.fstat(fd).st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _log_refusal(fd: int, why: str) -> None:
     dev = os.fstat(fd).st_dev
     _log_once(
@@ -101,8 +129,11 @@ class DirectWriter:
     """
 
     def __init__(
-        self, path: str, backend: Ring | ThreadBackend, pool: BufferPool, direct: str = "auto", depth: int = 4
+        self, path: str, backend: Ring | ThreadBackend, pool: BufferPool, direct: str = "auto", depth: int = 4,
+        opened: OpenedFile | None = None,
     ) -> None:
+        """``opened``: the file from ``open_for_write`` (run off the loop); without it the
+        constructor opens the file itself, a blocking call."""
         _check_mode(direct)
         if pool.size % ALIGN_BYTES:
             raise ValueError(f"pool buffers must be a multiple of {ALIGN_BYTES} bytes")
@@ -111,8 +142,8 @@ class DirectWriter:
         self._pool = pool
         self._depth = _check_depth(depth)
         self._loop = asyncio.get_running_loop()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._fd, self.direct, self.direct_fallback = _open(path, flags, direct)
+        f = opened if opened is not None else open_for_write(path, direct)
+        self._fd, self.direct, self.direct_fallback = f.fd, f.direct, f.fallback
         # In auto mode the first aligned write is the real probe (some filesystems open O_DIRECT
         # and refuse the transfer); it runs alone and everything else waits for its verdict.
         self._probing = self.direct and direct == "auto"
@@ -302,8 +333,10 @@ class DirectReader:
     """Reads ranges of one file with ``depth`` pool buffers in flight ahead of the consumer."""
 
     def __init__(
-        self, path: str, backend: Ring | ThreadBackend, pool: BufferPool, direct: str = "auto", depth: int = 4
+        self, path: str, backend: Ring | ThreadBackend, pool: BufferPool, direct: str = "auto", depth: int = 4,
+        opened: OpenedFile | None = None,
     ) -> None:
+        """``opened``: the file from ``open_for_read`` (run off the loop), as for DirectWriter."""
         _check_mode(direct)
         if pool.size % ALIGN_BYTES:
             raise ValueError(f"pool buffers must be a multiple of {ALIGN_BYTES} bytes")
@@ -312,12 +345,13 @@ class DirectReader:
         self._pool = pool
         self._depth = _check_depth(depth)
         self._loop = asyncio.get_running_loop()
-        self._fd, self.direct, self.direct_fallback = _open(path, os.O_RDONLY | os.O_CLOEXEC, direct)
+        f = opened if opened is not None else open_for_read(path, direct)
+        self._fd, self.direct, self.direct_fallback = f.fd, f.direct, f.fallback
         self._probing = self.direct and direct == "auto"
         self._active = 0
         self._idle: asyncio.Future[None] | None = None
         self._closed = False
-        self.size = os.fstat(self._fd).st_size
+        self.size = f.size
 
     def _start(self, r: _Read) -> None:
         self._active += 1

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rs3gw.storage.types import NoSuchKey, ObjectMeta, WriteResult
 
@@ -34,7 +34,7 @@ _VID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 # --- hashing --------------------------------------------------------------------------------------
-def _new_hasher(algos: Iterable[str]) -> Any:
+def new_hasher(algos: Iterable[str]) -> Any:
     # The shared compiled hasher: MD5 + the checksums in one pass, GIL released on big buffers.
     return checksums.Hasher([a for a in algos if a != "md5"])
 
@@ -186,7 +186,7 @@ class _TmpFile:
         self.vid = uuid.uuid4().hex
         self.algos = algos
         self.size = 0
-        self.hasher = _new_hasher(algos)
+        self.hasher = new_hasher(algos)
         self.fd = -1
 
     def write(self, data: Any) -> None:
@@ -222,24 +222,64 @@ class _TmpFile:
         self.layout.discard_tmp(self.vid)
 
 
-class ObjectWriter:
-    """Streams one object body into a tmp data file. One write at a time: await each call."""
+class PoolSink:
+    """Threads backend: every hash and write of one object runs in one hop to the I/O pool."""
 
-    def __init__(self, layout: DataLayout, pool: Executor, algos: tuple[str, ...],
-                 is_claimed: Callable[[str], bool]) -> None:
+    def __init__(self, layout: DataLayout, pool: Executor, algos: tuple[str, ...]) -> None:
         self._tmp = _TmpFile(layout, algos)
         self._pool = pool
-        self._is_claimed = is_claimed
-        self._buf = bytearray()
         self._inflight: Future[Any] | None = None
-        self._state = "open"
-        self.vid: str = self._tmp.vid
-        self.size: int = 0
+        self.vid = self._tmp.vid
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         cf = self._pool.submit(fn, *args)
         self._inflight = cf
         return await asyncio.wrap_future(cf)
+
+    async def write(self, pending: bytearray, chunk: Any) -> None:
+        await self._run(self._write_sync, pending, chunk)
+
+    def _write_sync(self, pending: bytearray, chunk: Any) -> None:
+        if pending:
+            self._tmp.write(pending)
+        self._tmp.write(chunk)
+
+    async def finish(self, pending: bytearray) -> WriteResult:
+        result: WriteResult = await self._run(self._finish_sync, pending)
+        return result
+
+    def _finish_sync(self, pending: bytearray) -> WriteResult:
+        if pending:
+            self._tmp.write(pending)
+        return self._tmp.finish()
+
+    async def abort(self, claimed: bool) -> None:
+        cf = self._inflight
+        if cf is not None and not cf.done():
+            await asyncio.wait([asyncio.wrap_future(cf)])
+        await self._run(self._tmp.close if claimed else self._tmp.discard)
+
+
+class DataSink(Protocol):
+    """Where an ObjectWriter's bytes go: PoolSink (threads) or directfiles.RingSink (io_uring)."""
+
+    vid: str
+
+    async def write(self, pending: bytearray, chunk: Any) -> None: ...
+    async def finish(self, pending: bytearray) -> WriteResult: ...
+    async def abort(self, claimed: bool) -> None: ...
+
+
+class ObjectWriter:
+    """Streams one object body into a tmp data file. One write at a time: await each call."""
+
+    def __init__(self, sink: DataSink, is_claimed: Callable[[str], bool]) -> None:
+        self._sink = sink
+        self._is_claimed = is_claimed
+        self._buf = bytearray()
+        self._state = "open"
+        self.vid: str = sink.vid
+        self.size: int = 0
 
     async def write(self, chunk: bytes | memoryview | bytearray) -> None:
         if self._state != "open":
@@ -253,42 +293,26 @@ class ObjectWriter:
             self.size += n
             return
         pending, self._buf = self._buf, bytearray()
-        # The worker thread reads `chunk` until the hop completes; the caller awaits it, so its
-        # buffer stays untouched until then. After cancellation abort() waits for this hop.
-        await self._run(self._write_sync, pending, chunk)
+        # The sink reads `chunk` until this await completes; the caller awaits it, so its buffer
+        # stays untouched until then. After cancellation abort() waits for the sink first.
+        await self._sink.write(pending, chunk)
         self.size += n
-
-    def _write_sync(self, pending: bytearray, chunk: Any) -> None:
-        if pending:
-            self._tmp.write(pending)
-        self._tmp.write(chunk)
 
     async def finish(self) -> WriteResult:
         if self._state != "open":
             raise ValueError(f"finish on a {self._state} ObjectWriter")
         pending, self._buf = self._buf, bytearray()
-        result: WriteResult = await self._run(self._finish_sync, pending)
+        result = await self._sink.finish(pending)
         self._state = "finished"
         return result
-
-    def _finish_sync(self, pending: bytearray) -> WriteResult:
-        if pending:
-            self._tmp.write(pending)
-        return self._tmp.finish()
 
     async def abort(self) -> None:
         if self._state == "aborted":
             return
         self._state = "aborted"
-        cf = self._inflight
-        if cf is not None and not cf.done():
-            await asyncio.wait([asyncio.wrap_future(cf)])
         self._buf = bytearray()
-        if self._is_claimed(self.vid):
-            # A commit holding this vid is queued; the writer thread owns the file now.
-            await self._run(self._tmp.close)
-            return
-        await self._run(self._tmp.discard)
+        # A commit holding this vid is queued: the writer thread owns the file now, keep it.
+        await self._sink.abort(self._is_claimed(self.vid))
 
 
 def copy_range_sync(layout: DataLayout, src: ObjectMeta, start: int, end_inclusive: int,

@@ -2,7 +2,8 @@
 
 Threads: one metadata writer (group commit, metadb.WriterThread), a read pool with one read-only
 SQLite connection per thread, and an I/O pool for data files. The event loop thread only hops
-between them; it never runs SQLite or file I/O.
+between them; it never runs SQLite or blocking file I/O. With the io_uring backend, object data
+moves through the ring instead (storage.directfiles); open/fsync-dir/unlink/close stay in the pool.
 
 Durable write order (durable=True): the ObjectWriter writes tmp/<vid>, fsyncs it and the tmp dir;
 the writer thread commits the metadata (the visibility point), then renames tmp → objects/ and
@@ -23,10 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rs3gw._core.io_threads import IOBackend
+from rs3gw._core.uring import Ring
 from rs3gw.storage import listing, multipart, objects
 from rs3gw.storage.datafiles import (
     DataLayout,
+    DataSink,
     ObjectWriter,
+    PoolSink,
     RangeReader,
     checksums_b64,
     copy_range_sync,
@@ -34,6 +39,7 @@ from rs3gw.storage.datafiles import (
     open_pieces,
     plan_range,
 )
+from rs3gw.storage.directfiles import RingIO, RingRangeReader, RingSink, probe_direct
 from rs3gw.storage.metadb import ReadPool, Txn, WriteOp, WriterThread, connect_writer, recover
 from rs3gw.storage.types import (
     BucketInfo,
@@ -55,8 +61,16 @@ PENDING_WRITE_OPS_MAX = 4096
 
 
 class LocalStore:
+    """``io_backend``: the I/O backend from rs3gw._core.directio.select_backend (the caller owns
+    it and closes it after the store). A "uring" backend sends object data through the ring
+    (storage.directfiles); "threads" or None keeps all data-file I/O in the I/O pool.
+    ``direct_io`` (auto|on|off) applies to the ring path; auto probes the storage root at open."""
+
     def __init__(self, root: str | Path, *, durable: bool = True, read_threads: int = 4,
-                 io_threads: int = 8) -> None:
+                 io_threads: int = 8, io_backend: IOBackend | None = None,
+                 direct_io: str = "auto") -> None:
+        if direct_io not in ("auto", "on", "off"):
+            raise ValueError(f"direct_io must be auto, on or off, not {direct_io!r}")
         self.root = Path(root)
         self.durable = durable
         self._layout = DataLayout(self.root, durable)
@@ -73,6 +87,12 @@ class LocalStore:
         # vids handed to a queued commit: ObjectWriter.abort() must leave their files alone.
         self._claimed: dict[str, int] = {}
         self._closed = True
+        self._backend = io_backend
+        self._direct_wanted = direct_io
+        self._ring: RingIO | None = None
+        # What is in use once open: "uring" or "threads", and O_DIRECT "on" or "off".
+        self.io_backend = "threads"
+        self.direct_io = "off"
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -85,6 +105,9 @@ class LocalStore:
         except BaseException:
             self._io.shutdown(wait=False)
             raise
+        if isinstance(self._backend, Ring):
+            self._ring = RingIO(self._backend, self.direct_io)
+            self.io_backend = "uring"
         self._reads = ReadPool(self._db_path, self._read_threads)
         self._slots = asyncio.Semaphore(PENDING_WRITE_OPS_MAX)
         assert self._writer_conn is not None
@@ -94,6 +117,7 @@ class LocalStore:
 
     def _open_sync(self) -> None:
         self._layout.prepare()
+        self._choose_direct_io()
         # One process owns a storage root: recovery deletes tmp files nobody committed.
         fd = os.open(self._layout.base / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
@@ -114,6 +138,24 @@ class LocalStore:
                      published, collected, swept)
         self._writer_conn = conn
 
+    def _choose_direct_io(self) -> None:
+        wanted = self._direct_wanted
+        if not isinstance(self._backend, Ring):
+            if wanted == "on":
+                raise StorageError("RS3GW_DIRECT_IO=on needs the io_uring backend; the "
+                                   f"{self._backend.name if self._backend else 'threads'} backend "
+                                   "does buffered I/O")
+            return
+        if wanted == "off":
+            return
+        why = probe_direct(self._layout.tmp_dir)
+        if why is None:
+            self.direct_io = "on"
+        elif wanted == "on":
+            raise StorageError(f"RS3GW_DIRECT_IO=on, but {self.root} refuses O_DIRECT: {why}")
+        else:
+            log.info("O_DIRECT unavailable under %s (%s); using buffered I/O", self.root, why)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -123,6 +165,9 @@ class LocalStore:
         await self._loop.run_in_executor(self._io, self._writer.stopped.wait)
         await self._loop.run_in_executor(self._io, self._close_sync)
         self._io.shutdown(wait=True)
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
 
     def _close_sync(self) -> None:
         assert self._reads and self._writer_conn
@@ -216,8 +261,13 @@ class LocalStore:
     def begin_write(self, checksum_algos: Iterable[str] = ()) -> ObjectWriter:
         self._check_open()
         assert self._io
-        return ObjectWriter(self._layout, self._io, normalize_algos(checksum_algos),
-                            self._is_claimed)
+        algos = normalize_algos(checksum_algos)
+        sink: DataSink
+        if self._ring is not None:
+            sink = RingSink(self._ring, self._layout, self._io, algos)
+        else:
+            sink = PoolSink(self._layout, self._io, algos)
+        return ObjectWriter(sink, self._is_claimed)
 
     async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
         return await self._read(functools.partial(objects.current_object, bucket=bucket, key=key))
@@ -262,6 +312,9 @@ class LocalStore:
         plan = plan_range(meta, start, end_inclusive)
         pieces = await self._io_call(open_pieces, self._layout, plan)
         assert self._io
+        if self._ring is not None:
+            # Chunks are the ring's buffer size; chunk_bytes applies to the threads path.
+            return RingRangeReader(self._ring, self._io, pieces)
         return RangeReader(self._io, pieces, chunk_bytes)
 
     async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None:
