@@ -14,11 +14,12 @@ DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
 DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
 PYTEST_FAST := -m "not slow and not clients"
 
-.PHONY: help deps apt serve test test-fast test-matrix lint build clean bench-core
+.PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
-	@echo "make test       lint + types + the whole test suite"
+	@echo "make test       lint + types + the whole test suite, then the fast part on the reference"
+	@echo "                core and on the threads I/O backend (what CI runs)"
 	@echo "make test-fast  lint + types + tests not marked slow or clients"
 	@echo "make test-matrix  the fast tests with the reference core, then with the threads I/O backend"
 	@echo "make build      rebuild the compiled core in place"
@@ -53,8 +54,11 @@ lint: deps
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src/rs3gw
 
+# The whole suite on the default build, then the fast part again on the reference core and on the
+# thread I/O backend, so neither alternative path rots (each is a supported configuration).
 test: lint
 	$(PY) -m pytest -q
+	@$(MAKE) --no-print-directory matrix
 
 test-fast: lint
 	$(PY) -m pytest -q $(PYTEST_FAST)
@@ -68,6 +72,9 @@ bench-core: deps
 # Integration servers inherit the environment, so each variable reaches them too. Both passes run
 # even if the first fails; the target fails if either did.
 test-matrix: lint
+	@$(MAKE) --no-print-directory matrix
+
+matrix:
 	@rc=0; \
 	echo "== fast suite, RS3GW_CORE=reference"; \
 	RS3GW_CORE=reference $(PY) -m pytest -q $(PYTEST_FAST) || rc=1; \
