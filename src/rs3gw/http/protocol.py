@@ -124,6 +124,25 @@ class HttpProtocol(asyncio.Protocol):
         if not self.busy and not self._in_message:
             self._wake()
 
+    @property
+    def flushed(self) -> bool:
+        """Closed, or closing with nothing left in the transport's write buffer. (A TLS
+        transport then still waits for the peer's close_notify, which is not ours to wait for.)
+        """
+        transport = self._transport
+        if self._conn_lost or transport is None:
+            return True
+        return transport.is_closing() and transport.get_write_buffer_size() == 0
+
+    def close_gracefully(self) -> None:
+        """Shutdown, no request left: close unless already closing (after a response, or
+        lingering); transport.close() sends what is still buffered before it closes."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
     def abort(self) -> None:
         self._closing = True
         if self._transport is not None:
@@ -289,8 +308,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._parse_error = "BadRequest"
                 raise _Reject from None
         version = parser.get_http_version()
-        expect = (version == "1.1" and length != 0
-                  and headers.get("expect", "").lower() == "100-continue")
+        expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
         body = Body(self, length, expect, self._limits.request_timeout_s)
         target = self._url.decode("latin-1")
         path, query = split_target(target)
@@ -476,9 +494,9 @@ class HttpProtocol(asyncio.Protocol):
                 return await self._respond(request, response)
             finally:
                 server.active_requests -= 1
-                server._request_finished()
         finally:
             self._active = None
+            server._request_finished()
 
     async def _respond(self, request: Request, response: Response) -> bool:
         server = self._server
@@ -492,6 +510,10 @@ class HttpProtocol(asyncio.Protocol):
         if not body.at_eof:
             if body.failed:
                 keep = False
+            elif body.complete:
+                # The client sent the whole body (without waiting for 100 Continue, if it was
+                # asked for) and the handler left some unread: drop it, nothing is owed.
+                self._drop_unread(body)
             elif body.continue_pending:
                 # The client holds the body back until 100 Continue, which it never gets:
                 # answer and close; reading the body now would only waste its bandwidth.
@@ -506,6 +528,15 @@ class HttpProtocol(asyncio.Protocol):
                     linger = True
         start_out = writer.bytes_out
         prepared = await self._prepare(request, response, keep)
+        if body.complete and body.continue_owed:
+            # The whole body is here (empty, or sent without waiting) but 100 Continue was
+            # never sent: send it before the final response anyway. A client still waiting
+            # for it (botocore, empty PutObject) otherwise takes the final response for an
+            # early rejection, and botocore keeps that status line on the pooled connection
+            # and hands it, stale, to the next request it sends there with Expect: the real
+            # status line is then parsed as a header, Content-Length is lost, and it waits
+            # for a close that never comes. (Bodies still held back get no 100: we close.)
+            writer.write_raw(CONTINUE_100)
         try:
             await writer.send(prepared)
         except StreamAborted:
@@ -535,6 +566,11 @@ class HttpProtocol(asyncio.Protocol):
             await close_iterator(response.body)
             fallback = self._server.error_response("InternalError", request)
             return writer.prepare(fallback, request.method, request.http_version, keep)
+
+    def _drop_unread(self, body: Body) -> None:
+        self._buffered -= body.discard_buffered()
+        if self._reading_paused:
+            self._update_reading()
 
     async def _drain_body(self, body: Body) -> bool:
         """Read and drop a small unread body so the connection can serve the next request."""

@@ -47,12 +47,15 @@ class Body:
         "_timeout_s",
         "_waiter",
         "content_length",
+        "expect_continue",
         "timed_out",
     )
 
     def __init__(self, source: BodySource | None, content_length: int | None,
                  expect_continue: bool = False, timeout_s: float = 300.0) -> None:
         self.content_length = content_length
+        # The request carried `Expect: 100-continue` (HTTP/1.1), whatever its length.
+        self.expect_continue = expect_continue
         self.timed_out = False
         self._source = source
         self._chunks: deque[bytes] = deque()
@@ -122,6 +125,17 @@ class Body:
     def continue_pending(self) -> bool:
         """True while `Expect: 100-continue` is unanswered: the client holds the body back."""
         return self._continue_pending
+
+    @property
+    def continue_owed(self) -> bool:
+        """`Expect: 100-continue` was asked and no 100 Continue was sent (read() sends it when
+        the body is not empty; an empty body never does)."""
+        return self.expect_continue and (self._continue_pending or self.content_length == 0)
+
+    @property
+    def complete(self) -> bool:
+        """Every byte of the body has arrived (some may still be queued, unread)."""
+        return self._eof
 
     @property
     def failed(self) -> bool:

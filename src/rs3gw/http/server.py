@@ -18,6 +18,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 ErrorResponder = Callable[[str, "Request | None"], Response]
 ResponseHook = Callable[[Request, int, int, int], None]
 
+# Shutdown re-checks this often whether closing connections have flushed their buffers.
+_FLUSH_POLL_S = 0.02
+
 # Used only when the S3 layer's error_response itself fails.
 _FALLBACK_STATUS = {
     "RequestHeaderSectionTooLarge": 400, "RequestURITooLong": 414, "BadRequest": 400,
@@ -74,17 +77,35 @@ class HttpServer:
         return name[0], name[1]
 
     async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then close everything."""
+        """Stop accepting, let in-flight responses finish (bounded), then close everything.
+
+        A response is only finished once the transport has flushed it: the handler returning,
+        or the body iterator ending, leaves up to a write high-water mark of bytes in the
+        transport's buffer, which abort() would throw away. So connections are closed with
+        transport.close() (it flushes, then calls connection_lost) and aborted only when the
+        deadline passes.
+        """
         self.closing = True
         if self._server is not None:
             self._server.close()
         for proto in list(self._connections):
             proto.close_if_idle()
-        try:
-            await asyncio.wait_for(self._drained(), drain_timeout_s)
-        except TimeoutError:
+        deadline = asyncio.get_running_loop().time() + drain_timeout_s
+        if not await self._wait_until(self._requests_done, deadline):
             log.warning("shutdown: %d requests still running after %.1fs; aborting",
                         self.active_requests, drain_timeout_s)
+        else:
+            # No request left: each connection is closed already (after its last response),
+            # closing by itself (idle, lingering), or waiting for a request that never came.
+            for proto in list(self._connections):
+                proto.close_gracefully()
+            # Buffers drain without telling us (only connection_lost does, and a TLS close
+            # waits for the peer's close_notify first): poll, briefly, until the deadline.
+            if not await self._wait_until(
+                    lambda: all(p.flushed for p in self._connections), deadline,
+                    poll_s=_FLUSH_POLL_S):
+                log.warning("shutdown: %d connections still flushing responses after %.1fs; "
+                            "aborting", len(self._connections), drain_timeout_s)
         for proto in list(self._connections):
             proto.abort()
         tasks = [t for t in self._tasks if not t.done()]
@@ -96,12 +117,27 @@ class HttpServer:
             await self._server.wait_closed()
             self._server = None
 
-    async def _drained(self) -> None:
+    def _requests_done(self) -> bool:
+        return not self.active_requests and not any(p.busy for p in self._connections)
+
+    async def _wait_until(self, done: Callable[[], bool], deadline: float,
+                          poll_s: float | None = None) -> bool:
+        """Wait (until the loop time `deadline`) for `done()`, re-checked on every _notify
+        and, with poll_s, at least that often."""
         if self._changed is None:
             self._changed = asyncio.Event()
-        while self.active_requests or any(p.busy for p in self._connections):
+        loop = asyncio.get_running_loop()
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
             self._changed.clear()
-            await self._changed.wait()
+            try:
+                await asyncio.wait_for(self._changed.wait(),
+                                       remaining if poll_s is None else min(poll_s, remaining))
+            except TimeoutError:
+                pass
+        return True
 
     @property
     def connection_count(self) -> int:

@@ -111,14 +111,14 @@ class ResponseWriter:
             self.bytes_out += len(data)
 
     async def _drain(self) -> None:
-        while self._paused and not self._lost:
+        while self._paused and not self.lost:
             waiter = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             try:
                 await waiter
             finally:
                 self._waiter = None
-        if self._lost:
+        if self.lost:
             raise StreamAborted("peer went away while writing")
 
     # -- responses -----------------------------------------------------------------------
@@ -202,7 +202,9 @@ class ResponseWriter:
                 n = _nbytes(chunk)
                 if not n:
                     continue
-                if self._lost:
+                # is_closing() too: a transport that failed resumes writing and drops writes
+                # before connection_lost runs, and a producer that never awaits would spin.
+                if self.lost:
                     raise StreamAborted("peer went away while streaming")
                 sent += n
                 if length is not None and sent > length:
