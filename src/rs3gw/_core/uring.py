@@ -20,7 +20,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Self
 
-from rs3gw._core import _uring  # type: ignore[attr-defined]  # cffi extension, no stub
+from rs3gw._core import _uring
 from rs3gw._core.io_threads import MAX_QUEUED_OPS, Completion, resolve
 
 if TYPE_CHECKING:
