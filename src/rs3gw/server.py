@@ -82,6 +82,12 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     await server.shutdown(cfg.drain_timeout_s)
     await store.close()
     await io_backend.aclose()
+    # Everything acknowledged is durable and every response went out: a repeated SIGTERM/SIGINT
+    # (systemd, a supervisor, an impatient Ctrl-C) during the last teardown must not turn a clean
+    # exit into death by signal, so the loop's handlers give way to "ignore" rather than default.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     log.info("rs3gw stopped")
 
 
