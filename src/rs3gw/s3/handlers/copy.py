@@ -9,9 +9,7 @@ from ..common import (
     MAX_PUT_BYTES,
     Ctx,
     check_key,
-    etag_matches,
     iso8601,
-    parse_http_date,
     parse_tagging_header,
     quote_etag,
     stored_headers,
@@ -19,7 +17,7 @@ from ..common import (
 )
 from ..errors import S3Error
 from ..xml import document
-from .objects import write_conditions
+from .objects import check_read_conditions, write_conditions
 
 
 async def load_copy_source(ctx: Ctx) -> ObjectMeta:
@@ -46,22 +44,7 @@ async def load_copy_source(ctx: Ctx) -> ObjectMeta:
     meta = await ctx.store.get_object(sbucket, skey)
     if meta is None:
         raise S3Error("NoSuchKey", Key=skey)
-    h = ctx.req.headers
-    lm = int(meta.last_modified)
-    if "x-amz-copy-source-if-match" in h:
-        if not etag_matches(h["x-amz-copy-source-if-match"], meta.etag):
-            raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-Match")
-    elif "x-amz-copy-source-if-unmodified-since" in h:
-        t = parse_http_date(h["x-amz-copy-source-if-unmodified-since"])
-        if t is not None and lm > t:
-            raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-Unmodified-Since")
-    if "x-amz-copy-source-if-none-match" in h:
-        if etag_matches(h["x-amz-copy-source-if-none-match"], meta.etag):
-            raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-None-Match")
-    elif "x-amz-copy-source-if-modified-since" in h:
-        t = parse_http_date(h["x-amz-copy-source-if-modified-since"])
-        if t is not None and lm <= t:
-            raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-Modified-Since")
+    check_read_conditions(ctx.req.headers, meta, prefix="x-amz-copy-source-")
     return meta
 
 

@@ -85,25 +85,34 @@ def _object_headers(meta: ObjectMeta) -> list[tuple[str, str]]:
     return out
 
 
-def check_read_conditions(h: dict[str, str], meta: ObjectMeta) -> None:
+def check_read_conditions(h: dict[str, str], meta: ObjectMeta, prefix: str = "") -> None:
     """RFC 7232 section 6 order: If-Match, then If-Unmodified-Since (only without If-Match),
-    If-None-Match, then If-Modified-Since (only without If-None-Match)."""
+    If-None-Match, then If-Modified-Since (only without If-None-Match).
+
+    ``prefix="x-amz-copy-source-"`` checks a copy source instead: there a failed If-None-Match or
+    If-Modified-Since is 412, since nothing is being returned that could be "not modified"."""
     lm = int(meta.last_modified)
-    etag_hdr = [("ETag", quote_etag(meta.etag)), ("Last-Modified", http_date(meta.last_modified))]
-    if "if-match" in h:
-        if not etag_matches(h["if-match"], meta.etag):
-            raise S3Error("PreconditionFailed", Condition="If-Match")
-    elif "if-unmodified-since" in h:
-        t = parse_http_date(h["if-unmodified-since"])
+
+    def fail(name: str, *, not_modified: bool = False) -> S3Error:
+        if not_modified and not prefix:
+            return S3Error("NotModified", headers={"ETag": quote_etag(meta.etag),
+                                                   "Last-Modified": http_date(meta.last_modified)})
+        return S3Error("PreconditionFailed", Condition=(prefix + name) if prefix else name)
+
+    if prefix + "if-match" in h:
+        if not etag_matches(h[prefix + "if-match"], meta.etag):
+            raise fail("If-Match")
+    elif prefix + "if-unmodified-since" in h:
+        t = parse_http_date(h[prefix + "if-unmodified-since"])
         if t is not None and lm > t:
-            raise S3Error("PreconditionFailed", Condition="If-Unmodified-Since")
-    if "if-none-match" in h:
-        if etag_matches(h["if-none-match"], meta.etag):
-            raise S3Error("NotModified", headers=dict(etag_hdr))
-    elif "if-modified-since" in h:
-        t = parse_http_date(h["if-modified-since"])
+            raise fail("If-Unmodified-Since")
+    if prefix + "if-none-match" in h:
+        if etag_matches(h[prefix + "if-none-match"], meta.etag):
+            raise fail("If-None-Match", not_modified=True)
+    elif prefix + "if-modified-since" in h:
+        t = parse_http_date(h[prefix + "if-modified-since"])
         if t is not None and lm <= t:
-            raise S3Error("NotModified", headers=dict(etag_hdr))
+            raise fail("If-Modified-Since", not_modified=True)
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
