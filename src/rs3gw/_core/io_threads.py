@@ -62,6 +62,40 @@ class IOBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
+class AwaitableOps:
+    """The awaitable read/write/fsync both backends offer, built on their submit_* calls: the
+    completion callback resolves a future on the loop."""
+
+    _loop: asyncio.AbstractEventLoop
+
+    def submit_read(self, fd: int, buf: Buffer, offset: int, done: Completion) -> None:
+        raise NotImplementedError
+
+    def submit_write(self, fd: int, buf: Buffer, offset: int, done: Completion) -> None:
+        raise NotImplementedError
+
+    def submit_fsync(self, fd: int, datasync: bool, done: Completion) -> None:
+        raise NotImplementedError
+
+    async def read(self, fd: int, buf: Buffer, offset: int) -> int:
+        """Reads into buf at offset (-1: the current position); returns bytes read (0 at EOF)."""
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self.submit_read(fd, buf, offset, lambda res: resolve(fut, res))
+        return await fut
+
+    async def write(self, fd: int, buf: Buffer, offset: int) -> int:
+        """Writes buf at offset (-1: the current position); returns bytes written (may be short)."""
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self.submit_write(fd, buf, offset, lambda res: resolve(fut, res))
+        return await fut
+
+    async def fsync(self, fd: int, datasync: bool = False) -> None:
+        """fsync(2), or fdatasync(2) with datasync. Orders nothing: await the writes first."""
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self.submit_fsync(fd, datasync, lambda res: resolve(fut, res))
+        await fut
+
+
 def _pread(fd: int, buf: Buffer, offset: int) -> int:
     try:
         if offset < 0:
@@ -88,7 +122,7 @@ def _fsync(fd: int, datasync: bool) -> int:
     return 0
 
 
-class ThreadBackend:
+class ThreadBackend(AwaitableOps):
     """Blocking syscalls on a bounded pool of worker threads (the GIL is released inside them).
 
     A worker holds a reference to the buffer for the whole syscall, so a cancelled awaiter never
@@ -171,21 +205,6 @@ class ThreadBackend:
 
     def submit_fsync(self, fd: int, datasync: bool, done: Completion) -> None:
         self._submit(_fsync, (fd, datasync), done)
-
-    async def read(self, fd: int, buf: Buffer, offset: int) -> int:
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self.submit_read(fd, buf, offset, lambda res: resolve(fut, res))
-        return await fut
-
-    async def write(self, fd: int, buf: Buffer, offset: int) -> int:
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self.submit_write(fd, buf, offset, lambda res: resolve(fut, res))
-        return await fut
-
-    async def fsync(self, fd: int, datasync: bool = False) -> None:
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self.submit_fsync(fd, datasync, lambda res: resolve(fut, res))
-        await fut
 
     async def aclose(self) -> None:
         """Lets queued operations finish without blocking the loop, then closes."""

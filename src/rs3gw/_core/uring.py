@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 from rs3gw._core import _uring
-from rs3gw._core.io_threads import MAX_QUEUED_OPS, Completion, resolve
+from rs3gw._core.io_threads import MAX_QUEUED_OPS, AwaitableOps, Completion
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # collections.abc.Buffer arrives in 3.12
@@ -57,7 +57,7 @@ class _Op:
         self.done = done
 
 
-class Ring:
+class Ring(AwaitableOps):
     """One io_uring bound to one event loop; call it from that loop's thread only."""
 
     name = "uring"
@@ -146,24 +146,6 @@ class Ring:
 
     def submit_fsync(self, fd: int, datasync: bool, done: Completion) -> None:
         self._enqueue(lib.RS3GW_OP_FDATASYNC if datasync else lib.RS3GW_OP_FSYNC, fd, None, 0, 0, done)
-
-    async def read(self, fd: int, buf: Buffer, offset: int) -> int:
-        """Reads into buf at offset (-1: the current position); returns bytes read (0 at EOF)."""
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self.submit_read(fd, buf, offset, lambda res: resolve(fut, res))
-        return await fut
-
-    async def write(self, fd: int, buf: Buffer, offset: int) -> int:
-        """Writes buf at offset (-1: the current position); returns bytes written (may be short)."""
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self.submit_write(fd, buf, offset, lambda res: resolve(fut, res))
-        return await fut
-
-    async def fsync(self, fd: int, datasync: bool = False) -> None:
-        """fsync(2), or fdatasync(2) with datasync. Orders nothing: await the writes first."""
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self.submit_fsync(fd, datasync, lambda res: resolve(fut, res))
-        await fut
 
     def _flush(self) -> None:
         self._flush_handle = None
