@@ -14,7 +14,7 @@ DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
 DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
 PYTEST_FAST := -m "not slow and not clients"
 
-.PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core
+.PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core bench
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
@@ -68,6 +68,12 @@ bench-core: deps
 	$(PY) -m pytest -q -s -p no:cacheprovider benchmarks/bench_hashing.py benchmarks/bench_chunked.py \
 		benchmarks/bench_batch.py --benchmark-only
 	$(PY) benchmarks/bench_directio.py --runs 3
+
+# End-to-end load runs (rs3gw vs nginx, moto and 2-core MD5, all in the same run; about 5 minutes):
+# writes benchmarks/results/e2e.json and e2e.png and prints the ratio table. E2E_ARGS passes options.
+bench: deps
+	ci/bench-setup.sh $(PY)
+	$(PY) benchmarks/e2e.py $(E2E_ARGS)
 
 # Integration servers inherit the environment, so each variable reaches them too. Both passes run
 # even if the first fails; the target fails if either did.
