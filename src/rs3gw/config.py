@@ -50,6 +50,7 @@ class Config:
     # O_DIRECT with io_uring (auto: where the filesystem under storage_root accepts it).
     io_backend: str = "auto"
     direct_io: str = "auto"
+    inline_max_bytes: int = 64 * 1024
 
     @property
     def anonymous_only(self) -> bool:
@@ -116,6 +117,14 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _inline_bytes(v: str) -> int:
+    # Inline bodies live in SQLite pages and the WAL: beyond ~1 MiB they cost more than a file.
+    n = int(v)
+    if not 0 <= n <= 1 << 20:
+        raise ValueError(f"must be between 0 (never inline) and 1048576, got {n}")
+    return n
+
+
 def _existing_file(v: str) -> Path:
     p = Path(v)
     if not p.is_file():
@@ -143,6 +152,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_USERS_FILE": ("users_file", _existing_file, "users_file"),
     "RS3GW_IO_BACKEND": ("io_backend", _choice("auto", "uring", "threads"), "io_backend"),
     "RS3GW_DIRECT_IO": ("direct_io", _choice("auto", "on", "off"), "direct_io"),
+    "RS3GW_INLINE_MAX_BYTES": ("inline_max_bytes", _inline_bytes, "inline_max_bytes"),
 }
 
 

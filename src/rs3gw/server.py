@@ -46,7 +46,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     except RuntimeError as e:  # a forced uring the kernel or the container refuses
         raise StartupError(str(e)) from e
     store = LocalStore(cfg.storage_root, durable=cfg.fsync, io_backend=io_backend,
-                       direct_io=cfg.direct_io)
+                       direct_io=cfg.direct_io, inline_max_bytes=cfg.inline_max_bytes)
     try:
         await store.open()
     except BaseException:

@@ -32,7 +32,10 @@ def version_parts(key: str, seq: int) -> list[bytes]:
     rnd = random.Random(f"{key}\0{seq}")
     multipart = seq % 5 == 0
     n_parts = rnd.randint(2, 3) if multipart else 1
-    sizes = [rnd.choice([0, 1, 4096, 70_000, 300_000, 1_100_000]) for _ in range(n_parts)]
+    # Around the inline threshold (64 KiB) and well above it: inline objects and data files mix,
+    # and overwrites go both ways between them.
+    sizes = [rnd.choice([0, 1, 4096, 20_000, 65_536, 65_537, 70_000, 300_000, 1_100_000])
+             for _ in range(n_parts)]
     return [rnd.randbytes(s) for s in sizes]
 
 
@@ -47,8 +50,13 @@ def version_etag(key: str, seq: int) -> str:
 async def _write(store: object, data: bytes) -> object:
     w = store.begin_write(("crc32c",))  # type: ignore[attr-defined]
     try:
-        for i in range(0, len(data), 256 * 1024):
-            await w.write(data[i:i + 256 * 1024])
+        # 16 KiB pieces up to 64 KiB (kept in memory while the body may end up inline), then
+        # 256 KiB ones: the file is opened mid-stream when the total crosses the threshold.
+        i = 0
+        while i < len(data):
+            n = 16 * 1024 if i < 64 * 1024 else 256 * 1024
+            await w.write(data[i:i + n])
+            i += n
         return await w.finish()
     except BaseException:
         await w.abort()

@@ -16,6 +16,8 @@ def test_defaults() -> None:
     ({"RS3GW_BIND_ADDR": "nonsense"}, "RS3GW_BIND_ADDR"),
     ({"RS3GW_BIND_ADDR": "1.2.3.4:99999"}, "RS3GW_BIND_ADDR"),
     ({"RS3GW_FSYNC": "maybe"}, "RS3GW_FSYNC"),
+    ({"RS3GW_INLINE_MAX_BYTES": "-1"}, "RS3GW_INLINE_MAX_BYTES"),
+    ({"RS3GW_INLINE_MAX_BYTES": "2000000"}, "RS3GW_INLINE_MAX_BYTES"),
     ({"RS3GW_MAX_CONCURRENT": "0"}, "RS3GW_MAX_CONCURRENT"),
     ({"RS3GW_REQUEST_TIMEOUT": "soon"}, "RS3GW_REQUEST_TIMEOUT"),
     ({"RS3GW_TLS_CERT": "/nonexistent.pem", "RS3GW_TLS_KEY": "/nonexistent.key"}, "RS3GW_TLS_CERT"),

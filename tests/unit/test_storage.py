@@ -1,4 +1,5 @@
-"""LocalStore: buckets, objects, conditional writes, tags, hostile keys, recovery."""
+"""LocalStore: buckets, objects, conditional writes, tags, hostile keys, recovery; every test here
+runs with small objects in data files and inline in the metadata store."""
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,9 @@ from rs3gw.storage import (
 # The I/O backend run_store gives its store; set per test by the autouse `io_kind` fixture (import
 # it into another test module to parametrize that module too).
 _IO_KIND = ["threads"]
+# inline_max_bytes of run_store's store (None: the store's default); set per test in this module by
+# the autouse `small_objects` fixture: 0 keeps every non-empty body in a data file.
+_INLINE_MAX: list[int | None] = [None]
 
 
 @pytest.fixture(autouse=True, params=["threads", "uring"])
@@ -34,10 +38,24 @@ def io_kind(request: pytest.FixtureRequest) -> Iterator[str]:
     _IO_KIND[0] = "threads"
 
 
+@pytest.fixture(autouse=True, params=["files", "inline"])
+def small_objects(request: pytest.FixtureRequest) -> Iterator[str]:
+    _INLINE_MAX[0] = 0 if request.param == "files" else None
+    yield request.param
+    _INLINE_MAX[0] = None
+
+
+def files_expected(n: int) -> int:
+    """How many data files ``n`` small objects leave: none when they are stored inline."""
+    return n if _INLINE_MAX[0] == 0 else 0
+
+
 def run_store(root: Path, body: Callable[[LocalStore], Awaitable[None]], **kw: object) -> None:
     async def main() -> None:
         backend, name = select_backend(_IO_KIND[0])
         assert name == _IO_KIND[0]
+        if _INLINE_MAX[0] is not None:
+            kw.setdefault("inline_max_bytes", _INLINE_MAX[0])
         try:
             store = LocalStore(root, io_backend=backend, **kw)  # type: ignore[arg-type]
             await store.open()
@@ -117,8 +135,8 @@ def test_put_get_overwrite_delete(tmp_path: Path) -> None:
         assert e.etag == hashlib.md5(b"").hexdigest()
 
     run_store(tmp_path, body)
-    # Replaced and deleted versions leave no file behind; the live one has exactly one.
-    assert len(data_files(tmp_path)) == 1
+    # Replaced and deleted versions leave no file behind; the live one is empty: inline, no file.
+    assert data_files(tmp_path) == set()
     assert tmp_files(tmp_path) == []
 
 
@@ -203,7 +221,7 @@ def test_conditional_writes(tmp_path: Path) -> None:
 
     run_store(tmp_path, body)
     # The losing writes' tmp files were discarded; only v3's file remains.
-    assert tmp_files(tmp_path) == [] and len(data_files(tmp_path)) == 1
+    assert tmp_files(tmp_path) == [] and len(data_files(tmp_path)) == files_expected(1)
 
 
 def test_if_none_match_race_exactly_one_wins(tmp_path: Path) -> None:
@@ -221,7 +239,7 @@ def test_if_none_match_race_exactly_one_wins(tmp_path: Path) -> None:
             assert got is not None and got.etag == winners[0].etag
 
     run_store(tmp_path, body)
-    assert len(data_files(tmp_path)) == 5 and tmp_files(tmp_path) == []
+    assert len(data_files(tmp_path)) == files_expected(5) and tmp_files(tmp_path) == []
 
 
 def test_metadata_only_replace_keeps_data(tmp_path: Path) -> None:
@@ -240,7 +258,7 @@ def test_metadata_only_replace_keeps_data(tmp_path: Path) -> None:
         assert await read_all(s, got) == b"payload"
 
     run_store(tmp_path, body)
-    assert len(data_files(tmp_path)) == 1
+    assert len(data_files(tmp_path)) == files_expected(1)
 
 
 def test_tags_and_delete_objects(tmp_path: Path) -> None:
@@ -261,7 +279,7 @@ def test_tags_and_delete_objects(tmp_path: Path) -> None:
         assert [e.key for e in page.entries] == ["b"]
 
     run_store(tmp_path, body)
-    assert len(data_files(tmp_path)) == 1
+    assert len(data_files(tmp_path)) == files_expected(1)
 
 
 def test_hostile_keys_stay_inside_root(tmp_path: Path) -> None:
@@ -282,7 +300,7 @@ def test_hostile_keys_stay_inside_root(tmp_path: Path) -> None:
     run_store(root, body)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
     assert sorted(p.name for p in root.iterdir()) == [".rs3gw"]
-    assert len(data_files(root)) == len(keys)
+    assert len(data_files(root)) == files_expected(len(keys))
 
 
 def test_reader_survives_overwrite_and_delete(tmp_path: Path) -> None:
@@ -376,7 +394,7 @@ def test_recovery_finishes_renames_and_gc(tmp_path: Path) -> None:
         await put(s, "b", "keep", b"keep-me")
         await put(s, "b", "drop", b"drop-me")
 
-    run_store(tmp_path, first)
+    run_store(tmp_path, first, inline_max_bytes=0)
     base = tmp_path / ".rs3gw"
     db = sqlite3.connect(base / "meta.db")
     (keep_vid,) = db.execute("SELECT vid FROM objects WHERE key='keep'").fetchone()

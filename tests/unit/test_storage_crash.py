@@ -77,14 +77,19 @@ async def _check_keys(store: LocalStore, allowed: dict[str, set[State]]) -> dict
     return actual
 
 
-def _check_files(root: Path) -> None:
+def _check_files(root: Path) -> int:
+    """Every data file and inline body is referenced and vice versa; returns how many live
+    objects are inline."""
     base = root / ".rs3gw"
     assert os.listdir(base / "tmp") == []
     db = sqlite3.connect(base / "meta.db")
     try:
         referenced = {vid for (vid,) in db.execute("SELECT vid FROM parts")}
+        inline: set[str] = set()
         for (blob,) in db.execute("SELECT meta FROM objects"):
-            referenced |= {seg[0] for seg in msgpack.unpackb(blob)["segments"]}
+            for seg in msgpack.unpackb(blob)["segments"]:
+                (inline if seg[4:5] == [True] else referenced).add(seg[0])
+        stored_inline = {vid for (vid,) in db.execute("SELECT vid FROM inline_data")}
         assert db.execute("SELECT count(*) FROM gc").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM renames").fetchone()[0] == 0
     finally:
@@ -92,6 +97,8 @@ def _check_files(root: Path) -> None:
     files = {p.name for p in (base / "objects").rglob("*") if p.is_file()}
     assert files - referenced == set(), "orphan data files"
     assert referenced - files == set(), "referenced data files missing"
+    assert stored_inline == inline, "orphan or missing inline bodies"
+    return len(inline)
 
 
 def _wait_ready(log: Path, proc: subprocess.Popen[bytes], deadline: float) -> None:
@@ -112,6 +119,7 @@ def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path, kind: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
            "RS3GW_IO_BACKEND": kind}
     acked_total = 0
+    inline_seen = 0
     for rnd_no in range(ROUNDS):
         log = tmp_path / f"log{rnd_no}"
         proc = subprocess.Popen(
@@ -134,6 +142,7 @@ def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path, kind: str) -> None:
         acked_total += text.count("\nA\t")
         allowed = parse_log(text, known)
         known = asyncio.run(_check_store(root, allowed, kind))
-        _check_files(root)
-    # The workload did real work between kills (not just start-up).
+        inline_seen += _check_files(root)
+    # The workload did real work between kills (not just start-up), inline objects included.
     assert acked_total > ROUNDS
+    assert inline_seen > 0

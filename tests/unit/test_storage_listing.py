@@ -214,18 +214,22 @@ def _work(conn: sqlite3.Connection, **kw: object) -> tuple[int, int, ListPage]:
 def test_page_cost_independent_of_group_size_and_depth(tmp_path: Path) -> None:
     small = _db_with(tmp_path, 10)
     large = _db_with(tmp_path, 20_000)
-    for kw in ({"delimiter": "/", "after": "a040", "max_keys": 20},
-               {"delimiter": "/", "after": "big/0000005", "max_keys": 20},
-               {"prefix": "big/", "after": "big/0000005", "max_keys": 3}):
-        s_sel, s_ticks, s_page = _work(small, **kw)
-        l_sel, l_ticks, l_page = _work(large, **kw)
-        assert s_page.common_prefixes == l_page.common_prefixes
-        assert s_sel == l_sel and s_sel <= 20 + 2
-        assert l_ticks <= 2 * s_ticks + 20
-    # Deep in a large flat range costs what the start costs.
-    _, t_start, _ = _work(large, prefix="big/", max_keys=10)
-    _, t_deep, _ = _work(large, prefix="big/", after="big/0019000", max_keys=10)
-    assert t_deep <= 2 * t_start + 20
+    try:
+        for kw in ({"delimiter": "/", "after": "a040", "max_keys": 20},
+                   {"delimiter": "/", "after": "big/0000005", "max_keys": 20},
+                   {"prefix": "big/", "after": "big/0000005", "max_keys": 3}):
+            s_sel, s_ticks, s_page = _work(small, **kw)
+            l_sel, l_ticks, l_page = _work(large, **kw)
+            assert s_page.common_prefixes == l_page.common_prefixes
+            assert s_sel == l_sel and s_sel <= 20 + 2
+            assert l_ticks <= 2 * s_ticks + 20
+        # Deep in a large flat range costs what the start costs.
+        _, t_start, _ = _work(large, prefix="big/", max_keys=10)
+        _, t_deep, _ = _work(large, prefix="big/", after="big/0019000", max_keys=10)
+        assert t_deep <= 2 * t_start + 20
+    finally:
+        small.close()
+        large.close()
 
 
 def test_group_with_no_upper_bound(env: tuple[asyncio.AbstractEventLoop, LocalStore]) -> None:

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS parts(
     upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, vid TEXT NOT NULL,
     size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL NOT NULL,
     checksums BLOB NOT NULL, PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
+-- Bodies of small objects (Segment.inline), keyed by the segment's vid. A table of their own, so
+-- the objects rows listings scan stay small; a rowid table: rows append at the end of the table
+-- b-tree, only the small vid index takes random inserts.
+CREATE TABLE IF NOT EXISTS inline_data(vid TEXT NOT NULL PRIMARY KEY, data BLOB NOT NULL);
 -- Data files to unlink: inserted in the transaction that drops the last reference.
 CREATE TABLE IF NOT EXISTS gc(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
 -- Committed data files possibly still in tmp/: inserted in the transaction that commits them.
@@ -73,7 +77,8 @@ def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
     meta = {
         "headers": m.headers, "checksums": m.checksums, "checksum_type": m.checksum_type,
         "tags": m.tags, "parts_count": m.parts_count, "owner_id": m.owner_id,
-        "segments": [[s.vid, s.size, s.etag, s.checksums] for s in m.segments],
+        "segments": [[s.vid, s.size, s.etag, s.checksums, True] if s.inline
+                     else [s.vid, s.size, s.etag, s.checksums] for s in m.segments],
     }
     return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta))
 
@@ -88,7 +93,7 @@ def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
         bucket=bucket, key=key, vid=vid, size=size, etag=etag, last_modified=last_modified,
         content_type=content_type, headers=meta["headers"], checksums=meta["checksums"],
         checksum_type=meta["checksum_type"], tags=meta["tags"],
-        segments=[Segment(v, s, e, c) for v, s, e, c in meta["segments"]],
+        segments=[Segment(*seg) for seg in meta["segments"]],
         parts_count=meta["parts_count"], owner_id=meta["owner_id"])
 
 
@@ -174,6 +179,16 @@ class Txn:
         self.conn.execute("INSERT OR IGNORE INTO gc(vid) VALUES (?)", (vid,))
         self.garbage.append(vid)
 
+    def put_inline(self, vid: str, data: bytes) -> None:
+        """Store an inline body. Durability: it is in this transaction, so the commit (WAL fsync with
+        synchronous=FULL) is its one and only durability point; no file, nothing to rename."""
+        DataLayout.check_vid(vid)
+        self.conn.execute("INSERT INTO inline_data(vid, data) VALUES (?,?)", (vid, data))
+
+    def drop_inline(self, vid: str) -> None:
+        """The inline body ``vid`` is no longer referenced: gone with this transaction, no gc."""
+        self.conn.execute("DELETE FROM inline_data WHERE vid = ?", (vid,))
+
 
 @dataclass
 class WriteOp:
@@ -203,6 +218,9 @@ class WriterThread:
         self._done_renames: list[str] = []
         self._dirty_dirs: set[str] = set()
         self.stopped = threading.Event()
+        # Group commit figures: operations committed / transactions committed = ops per WAL fsync.
+        self.batches_committed = 0
+        self.ops_committed = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -265,6 +283,8 @@ class WriterThread:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self.batches_committed += 1
+            self.ops_committed += len(batch)
             self._dirty_dirs.clear()
             self._done_gc.clear()
             self._done_renames.clear()

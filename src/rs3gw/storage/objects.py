@@ -2,7 +2,9 @@
 
 Garbage rule: when an object row is replaced or deleted, each data file of the old version that the
 new version does not list is dropped (gc'd) in the same transaction. Data files are only ever shared
-between two versions of the same key (metadata-only replace), so that rule is enough.
+between two versions of the same key (metadata-only replace), so that rule is enough. Inline bodies
+(Segment.inline, table inline_data) follow the same rule, except that dropping one is a DELETE in
+that very transaction: nothing is left for gc, and no file is involved either way.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from rs3gw.storage.types import (
     NoSuchKey,
     ObjectMeta,
     PreconditionFailed,
+    StorageError,
 )
 
 # --- buckets ----------------------------------------------------------------------------------------
@@ -104,12 +107,39 @@ def check_conditions(current: ObjectMeta | None, if_match: str | None,
         raise PreconditionFailed("If-None-Match: the key exists")
 
 
+def read_inline(conn: sqlite3.Connection, vid: str, offset: int, length: int) -> bytes | None:
+    """Bytes [offset, offset+length) of an inline body; None if it is gone (overwritten, deleted)."""
+    row = conn.execute("SELECT substr(data, ?, ?) FROM inline_data WHERE vid = ?",
+                       (offset + 1, length, vid)).fetchone()
+    if row is None:
+        return None
+    data: bytes = row[0]
+    if len(data) != length:
+        raise StorageError(f"inline data {vid} is shorter than its metadata")
+    return data
+
+
 def _drop_unreferenced(txn: Txn, old: ObjectMeta, new: ObjectMeta | None) -> None:
     keep = {s.vid for s in new.segments} if new is not None else set()
     for seg in old.segments:
         if seg.vid not in keep:
-            txn.drop_file(seg.vid)
+            if seg.inline:
+                txn.drop_inline(seg.vid)
+            else:
+                txn.drop_file(seg.vid)
             keep.add(seg.vid)
+
+
+def _mark_inline(conn: sqlite3.Connection, meta: ObjectMeta, previous: ObjectMeta | None) -> None:
+    """Metadata-only replace: where each listed segment lives is what the store says, whatever the
+    caller's Segment objects claim (a lost flag would make the data unreadable, or leak it)."""
+    known = {s.vid: s.inline for s in previous.segments} if previous is not None else {}
+    for seg in meta.segments:
+        inline = known.get(seg.vid)
+        if inline is None:
+            inline = conn.execute("SELECT 1 FROM inline_data WHERE vid = ?",
+                                  (seg.vid,)).fetchone() is not None
+        seg.inline = inline
 
 
 def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None) -> None:
@@ -120,16 +150,22 @@ def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None) -> N
 
 
 def put_object(txn: Txn, meta: ObjectMeta, new_vid: str | None, if_match: str | None,
-               if_none_match: bool) -> ObjectMeta | None:
-    """``new_vid``: the freshly written tmp file this version publishes (None: metadata-only)."""
+               if_none_match: bool, inline: bytes | None = None) -> ObjectMeta | None:
+    """``new_vid``: the freshly written data this version brings (None: metadata-only): the tmp
+    file of that name, or with ``inline`` the body itself, stored in this transaction."""
     require_bucket(txn.conn, meta.bucket)
     previous = current_object(txn.conn, meta.bucket, meta.key)
     check_conditions(previous, if_match, if_none_match)
     if not meta.last_modified:
         meta.last_modified = txn.now
+    if new_vid is None:
+        _mark_inline(txn.conn, meta, previous)
     replace_object(txn, meta, previous)
     if new_vid is not None:
-        txn.commit_file(new_vid)
+        if inline is not None:
+            txn.put_inline(new_vid, inline)
+        else:
+            txn.commit_file(new_vid)
     return previous
 
 

@@ -58,6 +58,8 @@ class Segment:
     size: int
     etag: str           # md5 hex of this segment, unquoted
     checksums: dict[str, str] = field(default_factory=dict)   # algo -> base64 value (S3 form)
+    # The bytes live in the metadata store (table inline_data, keyed by vid), not in a data file.
+    inline: bool = False
 
 
 @dataclass
@@ -89,6 +91,8 @@ class WriteResult:
     size: int
     md5_hex: str
     checksums: dict[str, bytes]     # algo -> raw digest bytes, for every algo asked of begin_write
+    # Small bodies never reach a file: the bytes themselves, stored by put_object in its transaction.
+    inline: bytes | None = None
 
 
 @dataclass
