@@ -160,6 +160,29 @@ def test_checksums_recorded(tmp_path: Path) -> None:
     run_store(tmp_path, body)
 
 
+def test_bucket_cache_follows_bucket_writes(tmp_path: Path) -> None:
+    async def body(s: LocalStore) -> None:
+        await s.create_bucket("c", "alice", "r")
+        first = await s.get_bucket("c")
+        assert first is not None and first.configs == {}
+        first.configs["policy"] = b"mutated by a caller"
+        again = await s.get_bucket("c")
+        assert again is not None and again.configs == {}
+        # A lookup in flight while the config changes must not leave the old value cached.
+        racing = asyncio.ensure_future(s.get_bucket("c"))
+        await s.set_bucket_config("c", "policy", b"p1")
+        await racing
+        got = await s.get_bucket("c")
+        assert got is not None and got.configs == {"policy": b"p1"}
+        await s.delete_bucket("c")
+        assert await s.get_bucket("c") is None
+        await s.create_bucket("c", "bob", "r")
+        got = await s.get_bucket("c")
+        assert got is not None and got.owner_id == "bob" and got.configs == {}
+
+    run_store(tmp_path, body)
+
+
 def test_buckets_and_configs(tmp_path: Path) -> None:
     async def body(s: LocalStore) -> None:
         info = await s.create_bucket("zeta", "alice", "eu-west-1")

@@ -1,11 +1,17 @@
 """Prometheus metrics, one registry per process (prometheus-client)."""
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                       30, 60)
+
+# (operation, status) pairs whose metric children observe() keeps; operations and statuses are
+# few, so this is never reached in practice, and beyond it labels() is simply called each time.
+_CHILDREN_CACHED_MAX = 1024
 
 
 class Metrics:
@@ -24,14 +30,22 @@ class Metrics:
                              ["component", "implementation"], registry=r)
         self.limit_hits = Counter("rs3gw_limit_rejections", "Requests refused by a configured limit",
                                   ["limit"], registry=r)
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe(self, op: str, status: int, bytes_in: int, bytes_out: int, seconds: float) -> None:
-        self.requests.labels(op, str(status)).inc()
+        # labels() builds and looks up a key under a lock on every call; the children are cached.
+        children = self._children.get((op, status))
+        if children is None:
+            children = (self.requests.labels(op, str(status)), self.latency.labels(op))
+            if len(self._children) < _CHILDREN_CACHED_MAX:
+                self._children[(op, status)] = children
+        requests, latency = children
+        requests.inc()
         if bytes_in:
             self.bytes_in.inc(bytes_in)
         if bytes_out:
             self.bytes_out.inc(bytes_out)
-        self.latency.labels(op).observe(seconds)
+        latency.observe(seconds)
         if status == 503:
             self.limit_hits.labels("max_concurrent").inc()
 

@@ -6,6 +6,7 @@ answered before its body is read (and before ``100 Continue`` is sent).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -25,10 +26,22 @@ from .xml import document
 
 log = logging.getLogger("rs3gw.s3")
 
+# Request ids: a random 64-bit start per process plus a counter, so no urandom syscall per request;
+# the same 16 upper-case hex digits as a random id.
+_RID_BASE = secrets.randbits(64)
+_rid_seq = itertools.count()
+
+
+def _request_id() -> str:
+    return f"{(_RID_BASE + next(_rid_seq)) & 0xFFFF_FFFF_FFFF_FFFF:016X}"
+
+
 Handler = Callable[[Ctx, "storage.BucketInfo | None"], Awaitable[Response]]
 
 # Operations that act on the service, or create the bucket: no bucket lookup first.
 _NO_BUCKET = {"ListBuckets", "CreateBucket"}
+# Read together with their bucket in one store hop (S3App.handle, handlers.objects._load).
+_LOOKUP_OBJECT = {"GetObject", "HeadObject"}
 # Only the bucket owner (or root) may run these, whatever a policy says.
 _OWNER_ONLY = {"DeleteBucket", "PutBucketPolicy", "GetBucketPolicy", "DeleteBucketPolicy",
                "PutBucketAcl", "PutBucketVersioning"}
@@ -49,7 +62,7 @@ class S3App:
 
     # ---- HTTP entry points -------------------------------------------------------------
     async def handle(self, req: Request) -> Response:
-        rid = secrets.token_hex(8).upper()
+        rid = _request_id()
         op = "Unknown"
         resource = req.path
         try:
@@ -82,7 +95,15 @@ class S3App:
             ctx = Ctx(self, req, ep, rid, auth, who)
             bucket = None
             if op not in _NO_BUCKET and ep.bucket is not None:
-                bucket = await self.store.get_bucket(ep.bucket)
+                if op in _LOOKUP_OBJECT and ep.key is not None:
+                    # One read-pool hop for bucket, object and inline body; used only once the
+                    # request is authorised, like separate reads would be.
+                    bucket, meta, body = await self.store.lookup_object(
+                        ep.bucket, ep.key, with_body=op == "GetObject")
+                    if bucket is not None:
+                        ctx.prefetched = (meta, body)
+                else:
+                    bucket = await self.store.get_bucket(ep.bucket)
                 if bucket is None:
                     self.authorize_anonymous_gate(ctx)
                     raise S3Error("NoSuchBucket", resource=resource, BucketName=ep.bucket)
@@ -101,7 +122,7 @@ class S3App:
 
     def error_response(self, code: str, req: Request | None) -> Response:
         """Errors raised by the HTTP layer itself (limits, timeouts, internal failures)."""
-        rid = secrets.token_hex(8).upper()
+        rid = _request_id()
         resp = self.error(S3Error(code if code in ERRORS else "InternalError",
                                   resource=req.path if req else None), rid, req)
         resp.headers.append(("x-amz-request-id", rid))

@@ -1,6 +1,7 @@
 """Small helpers shared by the S3 handlers: dates, ETags, stored headers, name rules."""
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Ctx:
     auth: AuthResult
     who: Principal
     headers_out: list[tuple[str, str]] = field(default_factory=list)
+    # GetObject/HeadObject: (object meta, inline body or None) read with the bucket in one hop.
+    prefetched: tuple[Any, bytes | None] | None = None
 
     @property
     def store(self) -> Any:
@@ -49,6 +52,7 @@ class Ctx:
         return self.ep.query.get(name, default)
 
 
+@functools.lru_cache(maxsize=4096)   # Last-Modified of recently read objects
 def http_date(ts: float) -> str:
     return formatdate(ts, usegmt=True)
 

@@ -140,6 +140,12 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+@functools.lru_cache(maxsize=256)   # one per second of request dates in use
+def _amz_date(ts: float) -> str:
+    return time.strftime(_AMZ_DATE_FORMAT, time.gmtime(ts))
+
+
+@functools.lru_cache(maxsize=256)   # clients send the same second's date on many requests
 def _parse_amz_date(value: str) -> float | None:
     if not _AMZ_DATE_RE.fullmatch(value):
         return None
@@ -305,7 +311,7 @@ def _verify_header(method: str, raw_path: str, params: list[tuple[str, str, str,
         ts = _parse_http_date(sent_date) if sent_date is not None else None
     if ts is None or sent_date is None:
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
-    amz_date = time.strftime(_AMZ_DATE_FORMAT, time.gmtime(ts))
+    amz_date = _amz_date(ts)
 
     _check_scope(scope, amz_date, region, "AuthorizationHeaderMalformed",
                  "The authorization header is malformed; ")

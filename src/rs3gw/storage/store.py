@@ -21,6 +21,7 @@ the checkpoint) for a gain that no longer grows. Multipart parts stay files.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import functools
 import logging
@@ -70,6 +71,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Buckets kept by get_bucket (they change only through this store's bucket writes).
+BUCKETS_CACHED_MAX = 4096
 # Write operations queued or in flight at once; beyond that callers wait (backpressure).
 PENDING_WRITE_OPS_MAX = 4096
 
@@ -105,6 +108,9 @@ class LocalStore:
         self._slots: asyncio.Semaphore | None = None
         # vids handed to a queued commit: ObjectWriter.abort() must leave their files alone.
         self._claimed: dict[str, int] = {}
+        # get_bucket's cache; _bucket_gen counts bucket writes submitted and finished.
+        self._bucket_cache: dict[str, BucketInfo] = {}
+        self._bucket_gen = 0
         self._closed = True
         self._backend = io_backend
         self._direct_wanted = direct_io
@@ -214,13 +220,19 @@ class LocalStore:
         assert self._loop and self._io
         return await self._loop.run_in_executor(self._io, fn, *args)
 
-    async def _write(self, fn: Callable[[Txn], T], *, claims: tuple[str, ...] = ()) -> T:
+    async def _write(self, fn: Callable[[Txn], T], *, claims: tuple[str, ...] = (),
+                     buckets_changed: bool = False) -> T:
         self._check_open()
         assert self._loop and self._slots and self._writer
         await self._slots.acquire()
         fut: asyncio.Future[T] = self._loop.create_future()
+        if buckets_changed:
+            self._forget_buckets()
 
         def done(result: Any, error: BaseException | None) -> None:
+            if buckets_changed:
+                # On the loop, before any waiter runs, cancelled or not: no stale hit after this.
+                self._forget_buckets()
             if fut.done():
                 return   # the caller was cancelled; the op ran (or failed) regardless
             if error is not None:
@@ -258,22 +270,47 @@ class LocalStore:
 
     # --- buckets ------------------------------------------------------------------------------------
 
+    def _forget_buckets(self) -> None:
+        self._bucket_cache.clear()
+        self._bucket_gen += 1
+
+    def _cached_bucket(self, name: str) -> BucketInfo | None:
+        info = self._bucket_cache.get(name)
+        # A copy: callers own what they get, the cached entry stays as read.
+        return None if info is None else dataclasses.replace(info, configs=dict(info.configs))
+
+    def _remember_bucket(self, info: BucketInfo | None, gen: int) -> None:
+        # Only what was read with no bucket write submitted or finished since: a read that raced
+        # a write is used once and not kept.
+        if info is not None and gen == self._bucket_gen:
+            if len(self._bucket_cache) >= BUCKETS_CACHED_MAX:
+                self._bucket_cache.clear()
+            self._bucket_cache[info.name] = dataclasses.replace(info, configs=dict(info.configs))
+
     async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
         return await self._write(functools.partial(objects.create_bucket, name=name,
-                                                   owner_id=owner_id, region=region))
+                                                   owner_id=owner_id, region=region),
+                                 buckets_changed=True)
 
     async def get_bucket(self, name: str) -> BucketInfo | None:
-        return await self._read(functools.partial(objects.get_bucket, name=name))
+        cached = self._cached_bucket(name)
+        if cached is not None:
+            return cached
+        gen = self._bucket_gen
+        info = await self._read(functools.partial(objects.get_bucket, name=name))
+        self._remember_bucket(info, gen)
+        return info
 
     async def list_buckets(self) -> list[BucketInfo]:
         return await self._read(objects.list_buckets)
 
     async def delete_bucket(self, name: str) -> None:
-        await self._write(functools.partial(objects.delete_bucket, name=name))
+        await self._write(functools.partial(objects.delete_bucket, name=name),
+                          buckets_changed=True)
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
         await self._write(functools.partial(objects.set_bucket_config, bucket=bucket, kind=kind,
-                                            value=value))
+                                            value=value), buckets_changed=True)
 
     # --- object data --------------------------------------------------------------------------------
 
@@ -291,6 +328,36 @@ class LocalStore:
 
     async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
         return await self._read(functools.partial(objects.current_object, bucket=bucket, key=key))
+
+    async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
+                            ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
+        """GetObject/HeadObject's reads in one read-pool hop and one snapshot: the bucket, the
+        key's current version and, with ``with_body``, the whole body when it is stored inline
+        (None otherwise: the caller then uses open_reader)."""
+        def run(conn: sqlite3.Connection,
+                ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
+            info = objects.get_bucket(conn, bucket)
+            if info is None:
+                return None, None, None
+            meta = objects.current_object(conn, bucket, key)
+            body: bytes | None = None
+            if (with_body and meta is not None and meta.size > 0 and len(meta.segments) == 1
+                    and meta.segments[0].inline and meta.segments[0].size == meta.size):
+                try:
+                    body = objects.read_inline(conn, meta.segments[0].vid, 0, meta.size)
+                except StorageError:
+                    # Not answered before authorisation: open_reader raises it again in order.
+                    body = None
+            return info, meta, body
+        return await self._read(run)
+
+    @staticmethod
+    def body_reader(body: bytes, start: int, end_inclusive: int,
+                    chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        """A reader over [start, end_inclusive] of a body returned by lookup_object."""
+        if start == 0 and end_inclusive == len(body) - 1:
+            return InlineReader(body, chunk_bytes)   # the whole body: no copy
+        return InlineReader(body[start:end_inclusive + 1], chunk_bytes)
 
     async def put_object(self, meta: ObjectMeta, data: WriteResult | None, *,
                          if_match: str | None = None,

@@ -149,7 +149,10 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 async def _load(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
     key = ctx.ep.key
     assert key is not None
-    meta = await ctx.store.get_object(bucket.name, key)
+    if ctx.prefetched is not None:
+        meta = ctx.prefetched[0]
+    else:
+        meta = await ctx.store.get_object(bucket.name, key)
     if meta is None:
         # Like S3: without s3:ListBucket a caller may not learn that a key is absent (403, not 404).
         ctx.app.check_access(ctx, bucket, "ListObjects", None)
@@ -214,7 +217,11 @@ async def get_object(ctx: Ctx, bucket: BucketInfo | None, *, head: bool = False)
     length = end - start + 1 if size > 0 else 0
     if head or length == 0:
         return Response(status, headers, None if head else b"", content_length=length)
-    body = await ctx.store.open_reader(meta, start, end)
+    inline = ctx.prefetched[1] if ctx.prefetched is not None else None
+    if inline is not None:
+        body = ctx.store.body_reader(inline, start, end)
+    else:
+        body = await ctx.store.open_reader(meta, start, end)
     return Response(status, headers, body, content_length=length)
 
 
