@@ -68,6 +68,8 @@ def _cythonize(exts: list[Extension]) -> list[Extension]:
 
     return cythonize(
         exts,
+        # Generated C goes to build/, not beside the .pyx: it is an artefact, never a source.
+        build_dir="build/cython",
         compiler_directives={"language_level": 3, "warn.unused": True, "warn.maybe_uninitialized": True},
     )
 
