@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .envparse import choice, existing_file, parse_bool, positive_int, positive_seconds
+
 
 class ConfigError(Exception):
     pass
@@ -74,15 +76,6 @@ def _root_user_id(access_key: str) -> str:
     return hashlib.sha256(b"rs3gw-root:" + access_key.encode()).hexdigest()
 
 
-def _parse_bool(v: str) -> bool:
-    s = v.strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true/false, got {v!r}")
-
-
 def _parse_addr(v: str) -> tuple[str, int]:
     host, sep, port = v.strip().rpartition(":")
     if not sep or not host:
@@ -94,29 +87,6 @@ def _parse_addr(v: str) -> tuple[str, int]:
     return host, p
 
 
-def _positive_int(v: str) -> int:
-    n = int(v)
-    if n <= 0:
-        raise ValueError(f"must be > 0, got {n}")
-    return n
-
-
-def _positive_float(v: str) -> float:
-    n = float(v)
-    if not n > 0:
-        raise ValueError(f"must be > 0, got {v}")
-    return n
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(v: str) -> str:
-        s = v.strip().lower()
-        if s not in allowed:
-            raise ValueError(f"expected one of {'|'.join(allowed)}, got {v!r}")
-        return s
-    return parse
-
-
 def _inline_bytes(v: str) -> int:
     # Inline bodies live in SQLite pages and the WAL: beyond ~1 MiB they cost more than a file.
     n = int(v)
@@ -125,33 +95,26 @@ def _inline_bytes(v: str) -> int:
     return n
 
 
-def _existing_file(v: str) -> Path:
-    p = Path(v)
-    if not p.is_file():
-        raise ValueError(f"no such file: {v}")
-    return p
-
-
 # env name -> (Config field, parser, TOML key)
 _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_STORAGE_ROOT": ("storage_root", Path, "storage_root"),
     "RS3GW_ACCESS_KEY": ("access_key", str, "access_key"),
     "RS3GW_SECRET_KEY": ("secret_key", str, "secret_key"),
     "RS3GW_REGION": ("region", str, "region"),
-    "RS3GW_FSYNC": ("fsync", _parse_bool, "fsync"),
-    "RS3GW_TLS_CERT": ("tls_cert", _existing_file, "tls_cert"),
-    "RS3GW_TLS_KEY": ("tls_key", _existing_file, "tls_key"),
+    "RS3GW_FSYNC": ("fsync", parse_bool, "fsync"),
+    "RS3GW_TLS_CERT": ("tls_cert", existing_file, "tls_cert"),
+    "RS3GW_TLS_KEY": ("tls_key", existing_file, "tls_key"),
     "RS3GW_DOMAIN": ("domain", str, "domain"),
-    "RS3GW_MAX_CONCURRENT": ("max_concurrent", _positive_int, "max_concurrent"),
-    "RS3GW_REQUEST_TIMEOUT": ("request_timeout_s", _positive_float, "request_timeout"),
-    "RS3GW_IDLE_TIMEOUT": ("idle_timeout_s", _positive_float, "idle_timeout"),
-    "RS3GW_MAX_HEADER_BYTES": ("max_header_bytes", _positive_int, "max_header_bytes"),
-    "RS3GW_MAX_URI_BYTES": ("max_uri_bytes", _positive_int, "max_uri_bytes"),
-    "RS3GW_DRAIN_TIMEOUT": ("drain_timeout_s", _positive_float, "drain_timeout"),
+    "RS3GW_MAX_CONCURRENT": ("max_concurrent", positive_int, "max_concurrent"),
+    "RS3GW_REQUEST_TIMEOUT": ("request_timeout_s", positive_seconds, "request_timeout"),
+    "RS3GW_IDLE_TIMEOUT": ("idle_timeout_s", positive_seconds, "idle_timeout"),
+    "RS3GW_MAX_HEADER_BYTES": ("max_header_bytes", positive_int, "max_header_bytes"),
+    "RS3GW_MAX_URI_BYTES": ("max_uri_bytes", positive_int, "max_uri_bytes"),
+    "RS3GW_DRAIN_TIMEOUT": ("drain_timeout_s", positive_seconds, "drain_timeout"),
     "RS3GW_LOG_LEVEL": ("log_level", str.upper, "log_level"),
-    "RS3GW_USERS_FILE": ("users_file", _existing_file, "users_file"),
-    "RS3GW_IO_BACKEND": ("io_backend", _choice("auto", "uring", "threads"), "io_backend"),
-    "RS3GW_DIRECT_IO": ("direct_io", _choice("auto", "on", "off"), "direct_io"),
+    "RS3GW_USERS_FILE": ("users_file", existing_file, "users_file"),
+    "RS3GW_IO_BACKEND": ("io_backend", choice("auto", "uring", "threads"), "io_backend"),
+    "RS3GW_DIRECT_IO": ("direct_io", choice("auto", "on", "off"), "direct_io"),
     "RS3GW_INLINE_MAX_BYTES": ("inline_max_bytes", _inline_bytes, "inline_max_bytes"),
 }
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..envparse import choice, existing_file, parse_bool, positive_int, positive_seconds
 
 REPLICATION_MODES = ("sync", "async", "quorum")
 CONFLICT_RESOLUTIONS = ("last_write_wins", "first_write_wins", "vector_clock_merge")
@@ -71,15 +72,6 @@ class ClusterConfig:
 
 # --- parsers (ValueError with a message; the caller prefixes the variable name) ----------------------
 
-def _parse_bool(v: str) -> bool:
-    s = v.strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true/false, got {v!r}")
-
-
 def _parse_port(v: str) -> int:
     p = int(v.strip())
     if not 0 < p <= 65535:
@@ -124,36 +116,6 @@ def _parse_seeds(v: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def _positive_int(v: str) -> int:
-    n = int(v.strip())
-    if n <= 0:
-        raise ValueError(f"must be > 0, got {n}")
-    return n
-
-
-def _seconds(v: str) -> float:
-    n = float(v.strip())
-    if not 0 < n < float("inf"):
-        raise ValueError(f"expected a positive number of seconds, got {v!r}")
-    return n
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(v: str) -> str:
-        s = v.strip().lower()
-        if s not in allowed:
-            raise ValueError(f"expected one of {'|'.join(allowed)}, got {v!r}")
-        return s
-    return parse
-
-
-def _existing_file(v: str) -> Path:
-    p = Path(v)
-    if not p.is_file():
-        raise ValueError(f"no such file: {v}")
-    return p
-
-
 def _node_id(v: str) -> str:
     s = v.strip()
     if not s or len(s.encode()) > NODE_ID_BYTES_MAX or not s.isprintable() or any(c.isspace() for c in s):
@@ -163,27 +125,27 @@ def _node_id(v: str) -> str:
 
 # env name -> (ClusterConfig field, parser). Addresses are parsed separately: they depend on the port.
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "RS3GW_CLUSTER_ENABLED": ("enabled", _parse_bool),
+    "RS3GW_CLUSTER_ENABLED": ("enabled", parse_bool),
     "RS3GW_CLUSTER_NODE_ID": ("node_id", _node_id),
     "RS3GW_CLUSTER_PORT": ("bind_port", _parse_port),
     "RS3GW_CLUSTER_SEED_NODES": ("seed_nodes", _parse_seeds),
-    "RS3GW_REPLICATION_MODE": ("replication_mode", _choice(*REPLICATION_MODES)),
-    "RS3GW_REPLICATION_FACTOR": ("replication_factor", _positive_int),
-    "RS3GW_HEARTBEAT_INTERVAL": ("heartbeat_interval_s", _seconds),
-    "RS3GW_HEARTBEAT_TIMEOUT": ("heartbeat_timeout_s", _seconds),
-    "RS3GW_GOSSIP_INTERVAL": ("gossip_interval_s", _seconds),
-    "RS3GW_CONFLICT_RESOLUTION": ("conflict_resolution", _choice(*CONFLICT_RESOLUTIONS)),
-    "RS3GW_CLUSTER_TLS_CERT": ("tls_cert", _existing_file),
-    "RS3GW_CLUSTER_TLS_KEY": ("tls_key", _existing_file),
-    "RS3GW_CLUSTER_TLS_CA": ("tls_ca", _existing_file),
-    "RS3GW_CLUSTER_TLS_MUTUAL": ("tls_mutual", _parse_bool),
-    "RS3GW_CLUSTER_INDIRECT_PINGS": ("indirect_ping_count", _positive_int),
-    "RS3GW_CLUSTER_MESSAGE_BYTES_MAX": ("message_bytes_max", _positive_int),
-    "RS3GW_CLUSTER_PENDING_REQUESTS_MAX": ("pending_requests_max", _positive_int),
-    "RS3GW_CLUSTER_INFLIGHT_HANDLERS_MAX": ("inflight_handlers_max", _positive_int),
-    "RS3GW_CLUSTER_REQUEST_TIMEOUT": ("request_timeout_s", _seconds),
-    "RS3GW_CLUSTER_CONNECT_TIMEOUT": ("connect_timeout_s", _seconds),
-    "RS3GW_CLUSTER_FAILED_RETENTION": ("failed_retention_s", _seconds),
+    "RS3GW_REPLICATION_MODE": ("replication_mode", choice(*REPLICATION_MODES)),
+    "RS3GW_REPLICATION_FACTOR": ("replication_factor", positive_int),
+    "RS3GW_HEARTBEAT_INTERVAL": ("heartbeat_interval_s", positive_seconds),
+    "RS3GW_HEARTBEAT_TIMEOUT": ("heartbeat_timeout_s", positive_seconds),
+    "RS3GW_GOSSIP_INTERVAL": ("gossip_interval_s", positive_seconds),
+    "RS3GW_CONFLICT_RESOLUTION": ("conflict_resolution", choice(*CONFLICT_RESOLUTIONS)),
+    "RS3GW_CLUSTER_TLS_CERT": ("tls_cert", existing_file),
+    "RS3GW_CLUSTER_TLS_KEY": ("tls_key", existing_file),
+    "RS3GW_CLUSTER_TLS_CA": ("tls_ca", existing_file),
+    "RS3GW_CLUSTER_TLS_MUTUAL": ("tls_mutual", parse_bool),
+    "RS3GW_CLUSTER_INDIRECT_PINGS": ("indirect_ping_count", positive_int),
+    "RS3GW_CLUSTER_MESSAGE_BYTES_MAX": ("message_bytes_max", positive_int),
+    "RS3GW_CLUSTER_PENDING_REQUESTS_MAX": ("pending_requests_max", positive_int),
+    "RS3GW_CLUSTER_INFLIGHT_HANDLERS_MAX": ("inflight_handlers_max", positive_int),
+    "RS3GW_CLUSTER_REQUEST_TIMEOUT": ("request_timeout_s", positive_seconds),
+    "RS3GW_CLUSTER_CONNECT_TIMEOUT": ("connect_timeout_s", positive_seconds),
+    "RS3GW_CLUSTER_FAILED_RETENTION": ("failed_retention_s", positive_seconds),
 }
 
 
