@@ -497,7 +497,8 @@ def select_backend(io_backend: str | None = None, direct_io: str | None = None) 
         else:
             _log_once(logging.WARNING, "fallback", "%s; using the thread-pool I/O backend", reason)
             backend = ThreadBackend(fallback_reason=reason)
+    # The server's one start-up line names the backend; a fallback above is what deserves its own line.
     _log_once(
-        logging.INFO, f"backend:{backend.name}:{direct}", "I/O backend %s, O_DIRECT %s", backend.name, direct
+        logging.DEBUG, f"backend:{backend.name}:{direct}", "I/O backend %s, O_DIRECT %s", backend.name, direct
     )
     return backend, backend.name
