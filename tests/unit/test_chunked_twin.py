@@ -8,7 +8,6 @@ well-formed streams, corrupted ones and token soup; each compares the full obser
 from __future__ import annotations
 
 import hashlib
-import hmac
 import itertools
 import random
 from types import ModuleType
@@ -17,44 +16,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+# The stream encoder and signing context of the behaviour tests: one encoder for both suites.
+from test_chunked import AMZ_DATE, EMPTY, KEY, SCOPE, SEED, _hmac, encode
+
 from rs3gw._core import chunked as compiled
 from rs3gw._core import chunked_ref as reference
-
-KEY = hashlib.sha256(b"signing key").digest()
-AMZ_DATE = "20240101T000000Z"
-SCOPE = "20240101/eu-west-1/s3/aws4_request"
-SEED = "a" * 64
-EMPTY = hashlib.sha256(b"").hexdigest()
-
-
-def _hmac(sts: str) -> str:
-    return hmac.new(KEY, sts.encode(), hashlib.sha256).hexdigest()
-
-
-def encode(payload: bytes, chunk_size: int, *, signed: bool, trailers: list[tuple[str, str]] | None,
-           final_empty_line: bool = True) -> bytes:
-    out = bytearray()
-    previous = SEED
-    pieces = [payload[i:i + chunk_size] for i in range(0, len(payload), chunk_size)] + [b""]
-    for piece in pieces:
-        if signed:
-            previous = _hmac(f"AWS4-HMAC-SHA256-PAYLOAD\n{AMZ_DATE}\n{SCOPE}\n{previous}\n{EMPTY}\n"
-                             f"{hashlib.sha256(piece).hexdigest()}")
-            out += f"{len(piece):x};chunk-signature={previous}\r\n".encode()
-        else:
-            out += f"{len(piece):x}\r\n".encode()
-        if piece:
-            out += piece + b"\r\n"
-    if trailers is not None:
-        canonical = "".join(f"{name}:{value}\n" for name, value in trailers)
-        out += canonical.replace("\n", "\r\n").encode()
-        if signed:
-            signature = _hmac(f"AWS4-HMAC-SHA256-TRAILER\n{AMZ_DATE}\n{SCOPE}\n{previous}\n"
-                              f"{hashlib.sha256(canonical.encode()).hexdigest()}")
-            out += f"x-amz-trailer-signature:{signature}\r\n".encode()
-    if final_empty_line:
-        out += b"\r\n"
-    return bytes(out)
 
 
 def _error(err: Exception) -> tuple[Any, ...]:
