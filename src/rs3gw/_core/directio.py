@@ -19,7 +19,7 @@ import errno
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from rs3gw._core.io_threads import IOBackend, ThreadBackend, os_error
@@ -118,7 +118,25 @@ def _check_depth(depth: int) -> int:
     return depth
 
 
-class DirectWriter:
+class _DirectFile:
+    """What DirectWriter and DirectReader share: argument checks, the backend, and the open file."""
+
+    def _setup(self, path: str, backend: Ring | ThreadBackend, pool: BufferPool, direct: str, depth: int,
+               opened: OpenedFile | None, opener: Callable[[str, str], OpenedFile]) -> OpenedFile:
+        _check_mode(direct)
+        if pool.size % ALIGN_BYTES:
+            raise ValueError(f"pool buffers must be a multiple of {ALIGN_BYTES} bytes")
+        self.path = path
+        self._backend: IOBackend = backend
+        self._pool = pool
+        self._depth = _check_depth(depth)
+        self._loop = asyncio.get_running_loop()
+        f = opened if opened is not None else opener(path, direct)
+        self._fd, self.direct, self.direct_fallback = f.fd, f.direct, f.fallback
+        return f
+
+
+class DirectWriter(_DirectFile):
     """Sequential writer to a new file (O_EXCL). One task drives it at a time.
 
     write() copies into pool buffers; a full buffer waits in a one-slot ready queue and goes out
@@ -134,16 +152,7 @@ class DirectWriter:
     ) -> None:
         """``opened``: the file from ``open_for_write`` (run off the loop); without it the
         constructor opens the file itself, a blocking call."""
-        _check_mode(direct)
-        if pool.size % ALIGN_BYTES:
-            raise ValueError(f"pool buffers must be a multiple of {ALIGN_BYTES} bytes")
-        self.path = path
-        self._backend: IOBackend = backend
-        self._pool = pool
-        self._depth = _check_depth(depth)
-        self._loop = asyncio.get_running_loop()
-        f = opened if opened is not None else open_for_write(path, direct)
-        self._fd, self.direct, self.direct_fallback = f.fd, f.direct, f.fallback
+        self._setup(path, backend, pool, direct, depth, opened, open_for_write)
         # In auto mode the first aligned write is the real probe (some filesystems open O_DIRECT
         # and refuse the transfer); it runs alone and everything else waits for its verdict.
         self._probing = self.direct and direct == "auto"
@@ -329,7 +338,7 @@ class _Read:
         self.fut = fut
 
 
-class DirectReader:
+class DirectReader(_DirectFile):
     """Reads ranges of one file with ``depth`` pool buffers in flight ahead of the consumer."""
 
     def __init__(
@@ -337,16 +346,7 @@ class DirectReader:
         opened: OpenedFile | None = None,
     ) -> None:
         """``opened``: the file from ``open_for_read`` (run off the loop), as for DirectWriter."""
-        _check_mode(direct)
-        if pool.size % ALIGN_BYTES:
-            raise ValueError(f"pool buffers must be a multiple of {ALIGN_BYTES} bytes")
-        self.path = path
-        self._backend: IOBackend = backend
-        self._pool = pool
-        self._depth = _check_depth(depth)
-        self._loop = asyncio.get_running_loop()
-        f = opened if opened is not None else open_for_read(path, direct)
-        self._fd, self.direct, self.direct_fallback = f.fd, f.direct, f.fallback
+        f = self._setup(path, backend, pool, direct, depth, opened, open_for_read)
         self._probing = self.direct and direct == "auto"
         self._active = 0
         self._idle: asyncio.Future[None] | None = None
