@@ -112,7 +112,11 @@ async def ingest(ctx: Ctx, *, extra_algo: str | None = None) -> Ingested:
         decoder = ChunkedDecoder(signed=sha.startswith("STREAMING-AWS4-HMAC"), trailer=sha.endswith("TRAILER"),
                                  signing_key=ctx.auth.signing_key, seed_signature=ctx.auth.seed_signature,
                                  amz_date=ctx.auth.amz_date, scope=ctx.auth.scope)
-    writer = ctx.store.begin_write(sorted(algos))
+    if ctx.ep.op == "PutObject" and ctx.ep.bucket is not None and ctx.ep.key is not None:
+        # In cluster mode the body is fanned out to the object's replicas while it arrives.
+        writer = ctx.store.begin_write(sorted(algos), target=(ctx.ep.bucket, ctx.ep.key, size))
+    else:
+        writer = ctx.store.begin_write(sorted(algos))
     try:
         body = ctx.req.body
         received = 0

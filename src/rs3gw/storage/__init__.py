@@ -17,6 +17,7 @@ from rs3gw.storage.types import (
     PreconditionFailed,
     Segment,
     StorageError,
+    Unavailable,
     UploadInfo,
     WriteResult,
 )
@@ -24,5 +25,5 @@ from rs3gw.storage.types import (
 __all__ = [
     "BucketExists", "BucketInfo", "BucketNotEmpty", "InvalidPart", "Json", "ListEntry", "ListPage",
     "LocalStore", "NoSuchBucket", "NoSuchKey", "NoSuchUpload", "ObjectMeta", "ObjectWriter",
-    "PartInfo", "PreconditionFailed", "Segment", "StorageError", "UploadInfo", "WriteResult",
+    "PartInfo", "PreconditionFailed", "Segment", "StorageError", "Unavailable", "UploadInfo", "WriteResult",
 ]

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS inline_data(vid TEXT NOT NULL PRIMARY KEY, data BLOB 
 CREATE TABLE IF NOT EXISTS gc(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
 -- Committed data files possibly still in tmp/: inserted in the transaction that commits them.
 CREATE TABLE IF NOT EXISTS renames(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
+-- Cluster mode only: the version stamp of each replicated item (kind object|bucket|policy|tagging),
+-- tombstones included, so a replayed or older event never resurrects what was deleted or replaced.
+-- The stamp is opaque here (the cluster layer encodes it); storage/versioned.py reads and writes it.
+CREATE TABLE IF NOT EXISTS item_versions(
+    kind TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY,
+    stamp BLOB NOT NULL, tombstone INTEGER NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY(kind, bucket, key)) WITHOUT ROWID;
 """
 
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from rs3gw._core.io_threads import IOBackend
 from rs3gw._core.uring import Ring
-from rs3gw.storage import listing, multipart, objects
+from rs3gw.storage import listing, multipart, objects, versioned
 from rs3gw.storage.datafiles import (
     HASH_ON_LOOP_MAX_BYTES,
     INLINE_MAX_BYTES,
@@ -314,7 +314,10 @@ class LocalStore:
 
     # --- object data --------------------------------------------------------------------------------
 
-    def begin_write(self, checksum_algos: Iterable[str] = ()) -> ObjectWriter:
+    def begin_write(self, checksum_algos: Iterable[str] = (), *, inline: bool = True,
+                    target: tuple[str, str, int | None] | None = None) -> ObjectWriter:
+        """``inline=False``: always a tmp file (a segment of a multipart object). ``target``
+        (bucket, key, declared size) is for cluster mode's fan-out; a local store ignores it."""
         self._check_open()
         assert self._io
         algos = normalize_algos(checksum_algos)
@@ -323,7 +326,8 @@ class LocalStore:
             sink = RingSink(self._ring, self._layout, self._io, algos)
         else:
             sink = PoolSink(self._layout, self._io, algos)
-        return ObjectWriter(sink, self._is_claimed, inline_max_bytes=self.inline_max_bytes,
+        return ObjectWriter(sink, self._is_claimed,
+                            inline_max_bytes=self.inline_max_bytes if inline else -1,
                             algos=algos, pool=self._io)
 
     async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
@@ -470,6 +474,40 @@ class LocalStore:
     async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
         return await self._write(functools.partial(objects.set_object_tags, bucket=bucket,
                                                    key=key, tags=dict(tags)))
+
+    # --- cluster mode: version-checked writes (storage/versioned.py) -------------------------------
+
+    async def item_stamp(self, kind: str, bucket: str, key: str = "") -> bytes | None:
+        return await self._read(functools.partial(versioned.get_stamp, kind=kind, bucket=bucket,
+                                                  key=key))
+
+    async def lookup_versioned(self, bucket: str, key: str,
+                               ) -> tuple[ObjectMeta | None, bytes | None]:
+        """The key's current object and its stamp, from one snapshot."""
+        def run(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None]:
+            return (objects.current_object(conn, bucket, key),
+                    versioned.get_stamp(conn, "object", bucket, key))
+        return await self._read(run)
+
+    async def list_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
+                          limit: int = 1000) -> list[tuple[str, str, bytes, bool]]:
+        return await self._read(functools.partial(versioned.list_stamps, kind=kind, after=after,
+                                                  limit=limit))
+
+    async def apply_versioned(self, kind: str, bucket: str, key: str, decide: versioned.Decide,
+                              body: Callable[[Txn], Any] | None, *,
+                              new_data: tuple[WriteResult, ...] = ()) -> tuple[bool, Any]:
+        """Run ``body`` only if ``decide`` (given the item's stamp, in the writer thread) says the
+        payload wins; store its stamp either way. ``new_data``: tmp files the body commits; when
+        the payload loses they are removed here."""
+        claims = tuple(d.vid for d in new_data if d.inline is None)
+        taken, result = await self._write(
+            functools.partial(versioned.apply, kind=kind, bucket=bucket, key=key, decide=decide,
+                              body=body), claims=claims, buckets_changed=kind != "object")
+        if not taken:
+            for d in new_data:
+                await self.discard_write(d)
+        return taken, result
 
     # --- listing ------------------------------------------------------------------------------------
 

@@ -140,3 +140,7 @@ class PartInfo:
 
 
 Json = dict[str, Any]
+
+
+class Unavailable(StorageError):
+    """Cluster mode: the replicas a write's consistency mode needs cannot be reached (503)."""
