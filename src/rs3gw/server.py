@@ -7,9 +7,11 @@ import signal
 import ssl
 import sys
 import time
+from typing import Any
 
 from . import __version__, checksums
 from ._core.directio import select_backend
+from .cluster.config import ClusterConfig, load_cluster_config
 from .config import Config, ConfigError, load_config
 from .http.request import Request
 from .http.server import HttpLimits, HttpServer
@@ -34,7 +36,8 @@ def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
+async def serve(cfg: Config, stop: asyncio.Event | None = None,
+                cluster_cfg: ClusterConfig | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if loopguard.enabled_by_env():
@@ -53,7 +56,24 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         await io_backend.aclose()
         raise
     metrics = Metrics()
-    app = S3App(cfg, store, metrics)
+    node = None
+    front: Any = store
+    if cluster_cfg is not None and cluster_cfg.enabled:
+        from .cluster.node import ClusterNode
+        from .cluster.store import ClusterStore
+        node = ClusterNode(cluster_cfg, store, s3_endpoint=f"{cfg.bind_host}:{cfg.bind_port}")
+        try:
+            await node.start()
+        except BaseException:
+            await node.close()
+            await store.close()
+            await io_backend.aclose()
+            raise
+        front = ClusterStore(store, node)
+    app = S3App(cfg, front, metrics)
+    if node is not None:
+        app.cluster = node
+        metrics.attach_cluster(node)
     limits = HttpLimits(max_header_bytes=cfg.max_header_bytes, max_uri_bytes=cfg.max_uri_bytes,
                         idle_timeout_s=cfg.idle_timeout_s, request_timeout_s=cfg.request_timeout_s,
                         max_concurrent=cfg.max_concurrent)
@@ -70,16 +90,27 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
                 "http": "httptools+" + type(loop).__module__.split(".")[0]}
     for comp, impl in backends.items():
         metrics.backend.labels(comp, impl).set(1)
+    cluster_note = ""
+    if node is not None:
+        node.backends.update(backends)
+        node.membership.update_metadata({"s3": f"{host}:{port}"})
+        # SIGTERM and POST /api/cluster/leave both mean: leave the cluster gracefully, then exit.
+        loop.create_task(_stop_on(node.leave_requested, stop))
+        cluster_note = (f" cluster=node:{node.node_id},mode:{node.mode},factor:{node.factor},"
+                        f"peer_port:{node.membership.local.address[1]}")
     app.ready = True
     scheme = "https" if tls else "http"
     storage_root = await loop.run_in_executor(None, cfg.storage_root.resolve)  # stats: blocking
     log.info("rs3gw %s listening on %s://%s:%d storage_root=%s fsync=%s %s", __version__, scheme, host,
              port, storage_root, "on" if cfg.fsync else "off",
-             " ".join(f"{k}={v}" for k, v in backends.items()))
+             " ".join(f"{k}={v}" for k, v in backends.items()) + cluster_note)
     await stop.wait()
     app.ready = False
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
     await server.shutdown(cfg.drain_timeout_s)
+    if node is not None:
+        await front.close()
+        await node.depart()
     await store.close()
     await io_backend.aclose()
     # Everything acknowledged is durable and every response went out: a repeated SIGTERM/SIGINT
@@ -91,9 +122,15 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     log.info("rs3gw stopped")
 
 
+async def _stop_on(event: asyncio.Event, stop: asyncio.Event) -> None:
+    await event.wait()
+    stop.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config()
+        cluster_cfg = load_cluster_config(storage_root=cfg.storage_root)
     except ConfigError as e:
         print(f"rs3gw: configuration error: {e}", file=sys.stderr)
         return 2
@@ -101,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
-        uvloop.run(serve(cfg))
+        uvloop.run(serve(cfg, cluster_cfg=cluster_cfg))
     except (OSError, StorageError, StartupError, ssl.SSLError) as e:
         print(f"rs3gw: cannot start: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,650 @@
+"""ClusterStore: what the S3 layer talks to in cluster mode. Same methods as LocalStore; every
+write is stamped and replicated, every read is answered from the newest copy.
+
+Writes (this node coordinates whatever request it receives):
+- PutObject with a known length, sync or quorum mode: the body streams once from the client, into
+  a local tmp file and, through ``rep.stage``, to every live remote replica while it arrives.
+  Nothing is visible anywhere until enough replicas hold the bytes; then the write is stamped over
+  every version the replicas reported and committed (``rep.commit``). The client gets its answer
+  once the mode's count committed (sync: all, quorum: a majority, returning as soon as it has one);
+  the others finish in the background, and any replica that missed it gets the event queued.
+- Everything else (async mode, bodies of unknown length, copies, multipart completion, tags,
+  deletes, bucket changes): commit here, stamped, then ship (``rep.apply``) with the same counting.
+  Before committing, the mode's count of live replicas is checked so that a write that cannot be
+  acknowledged fails with 503 before anything is visible.
+- A coordinator outside an object's replica set keeps the bytes only when some replica missed the
+  write: it is then the hint the queue ships from (hinted hand-off).
+Reads: the newest version among this node and the live replicas (rep.head), bytes from whoever
+holds it. Listings merge one page from every live node.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from rs3gw.storage import LocalStore, multipart, objects, versioned
+from rs3gw.storage.types import (
+    BucketExists,
+    BucketInfo,
+    BucketNotEmpty,
+    ListEntry,
+    ListPage,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectMeta,
+    PartInfo,
+    StorageError,
+    Unavailable,
+    UploadInfo,
+    WriteResult,
+)
+
+from . import stamps
+from .events import (
+    CreateBucket,
+    DeleteBucket,
+    DeleteBucketPolicy,
+    DeleteBucketTagging,
+    DeleteObject,
+    PutBucketPolicy,
+    PutBucketTagging,
+    PutObject,
+    ReplicationEvent,
+)
+from .fanout import FanOutWriter
+from .node import ClusterNode
+from .reads import RemoteReader, merge_pages
+from .receiver import local_meta, object_from_map, read_segments
+from .transport import RemoteError, TransportError
+from .versions import ObjectVersion
+
+log = logging.getLogger("rs3gw.cluster.store")
+
+HEAD_TIMEOUT_S = 2.0
+FEED_DEPTH = 8          # chunks buffered per replica stream before the upload waits for it
+
+
+@dataclasses.dataclass
+class RemoteMeta(ObjectMeta):
+    """An object whose newest copy is on another node."""
+    source: str = ""
+    stamp: bytes | None = None
+
+
+@dataclasses.dataclass
+class Newest:
+    node: str | None            # who holds it (None: nobody, or the newest is a tombstone)
+    meta: ObjectMeta | None
+    version: ObjectVersion | None
+    known: list[ObjectVersion | None]    # every stamp seen, for stamping a write over them
+    stamp_by_node: dict[str, ObjectVersion | None]
+
+
+class ClusterStore:
+    def __init__(self, local: LocalStore, node: ClusterNode) -> None:
+        self.local = local
+        self.node = node
+        self._fanouts: dict[str, FanOutWriter] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # LocalStore attributes the server reads.
+    @property
+    def io_backend(self) -> str:
+        return self.local.io_backend
+
+    @property
+    def direct_io(self) -> str:
+        return self.local.direct_io
+
+    async def close(self) -> None:
+        for t in list(self._background):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await t
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- replication plumbing -----------------------------------------------------------------
+
+    def _precheck(self, replica_set: list[str]) -> None:
+        live = sum(1 for n in replica_set if self.node.live(n))
+        need = self.node.required(len(replica_set))
+        if live < need:
+            raise Unavailable(f"{self.node.mode} write needs {need} of {len(replica_set)} replicas; "
+                              f"{live} reachable")
+
+    async def _apply_remote(self, dest: str, ev: ReplicationEvent) -> bool:
+        if isinstance(ev, PutObject) and ev.meta.size:
+            src = await self.node._local_source(ev)
+            if src is None:
+                raise StorageError("the local copy changed before it was shipped")
+            meta, reader = src
+            try:
+                reply = await self.node.call(dest, "rep.apply", {"ev": ev.encode()}, stream=reader,
+                                             stream_length=meta.size)
+            finally:
+                close = getattr(reader, "aclose", None)
+                if close is not None:
+                    await close()
+            self.node.stats.sent(meta.size)
+        else:
+            reply = await self.node.call(dest, "rep.apply", {"ev": ev.encode()})
+        return bool(reply.body.get("applied"))
+
+    async def _ship(self, ev: ReplicationEvent, targets: list[str], need: int,
+                    queue_also: Iterable[str] = (), drop_hint: bool = False) -> None:
+        """Ship an event committed here to ``targets``; return once ``need`` of them committed
+        (the rest go on in the background). Whoever fails or is down gets it queued; so do
+        ``queue_also`` (no waiting). Raises Unavailable if ``need`` cannot be met. ``drop_hint``:
+        this node is outside the replica set; once every target committed, its copy goes."""
+        live = [t for t in targets if self.node.live(t)]
+        later = [t for t in targets if t not in live] + list(queue_also)
+        tasks = {asyncio.get_running_loop().create_task(self._apply_remote(t, ev)): t for t in live}
+        ok = 0
+        pending = set(tasks)
+        failed: list[str] = []
+        while pending and ok < need:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for d in done:
+                if d.exception() is None:
+                    ok += 1
+                    self.node.stats.delivered(tasks[d], 1, 0, [_lag(ev)])
+                else:
+                    failed.append(tasks[d])
+                    log.debug("replicating %s to %s: %s", ev.OP, tasks[d], d.exception())
+        await self.node.enqueue(ev, later + failed)
+        hint = drop_hint and not later and not failed
+        if pending:
+            self._spawn(self._finish_ship(ev, {p: tasks[p] for p in pending}, hint))
+        elif hint:
+            await self._drop_hint(ev)
+        if ok < need:
+            raise Unavailable(f"{ev.OP} reached {ok} of the {need} replicas it needs")
+
+    async def _finish_ship(self, ev: ReplicationEvent, tasks: dict[asyncio.Task[Any], str],
+                           drop_hint: bool = False) -> None:
+        failed = []
+        for task, dest in tasks.items():
+            try:
+                await task
+                self.node.stats.delivered(dest, 1, 0, [_lag(ev)])
+            except Exception:  # noqa: BLE001 - queued for a retry
+                failed.append(dest)
+        await self.node.enqueue(ev, failed)
+        if drop_hint and not failed:
+            await self._drop_hint(ev)
+
+    async def _drop_hint(self, ev: ReplicationEvent) -> None:
+        """Remove this node's copy of an object it holds only as the write's coordinator, if it
+        is still that very version. The stamp stays: it records what this node has seen."""
+        mine = stamps.encode(ev.version)
+        b, k = ev.bucket, ev.key
+        await self.local.apply_versioned(
+            "object", b, k, lambda local: versioned.Verdict(local == mine, None),
+            lambda txn: versioned.delete_replica(txn, b, k))
+
+    async def _heads(self, bucket: str, key: str, nodes: Iterable[str],
+                     ) -> dict[str, tuple[ObjectVersion | None, ObjectMeta | None]]:
+        async def one(n: str) -> tuple[ObjectVersion | None, ObjectMeta | None]:
+            reply = await self.node.call(n, "rep.head", {"b": bucket, "k": key},
+                                         timeout_s=HEAD_TIMEOUT_S)
+            m = reply.body.get("m")
+            return stamps.decode(reply.body.get("stamp")), object_from_map(m) if m else None
+        names = [n for n in nodes if n != self.node.node_id and self.node.live(n)]
+        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        return {n: r for n, r in zip(names, results, strict=True) if not isinstance(r, BaseException)}
+
+    async def _newest(self, bucket: str, key: str) -> Newest:
+        me = self.node.node_id
+        replicas = self.node.replicas(bucket, key)
+        (meta, blob), heads = await asyncio.gather(self.local.lookup_versioned(bucket, key),
+                                                   self._heads(bucket, key, replicas))
+        cands: dict[str, tuple[ObjectVersion | None, ObjectMeta | None]] = {
+            me: (stamps.decode(blob), meta), **heads}
+        if all(v is None and m is None for v, m in cands.values()):
+            # Nobody in the replica set has heard of it: placement may have changed since it was
+            # written (a node joined); ask everyone else before answering NoSuchKey.
+            cands.update(await self._heads(bucket, key, self.node.others()))
+        best = stamps.newest((v for v, _ in cands.values()), self.node.read_resolver)
+        known = [v for v, _ in cands.values()]
+        by_node = {n: v for n, (v, _) in cands.items()}
+        if best is None:
+            # Unstamped data (written before cluster mode was on): the local copy, if any.
+            for n, (_v, m) in cands.items():
+                if m is not None:
+                    return Newest(n, m, None, known, by_node)
+            return Newest(None, None, None, known, by_node)
+        if best.tombstone:
+            return Newest(None, None, best, known, by_node)
+        order = [me] + [n for n in cands if n != me]
+        for n in order:
+            v, m = cands[n]
+            if v is not None and m is not None and v.same_write(best):
+                return Newest(n, m, best, known, by_node)
+        return Newest(None, None, best, known, by_node)
+
+    def _as_served(self, n: Newest) -> ObjectMeta | None:
+        if n.meta is None or n.node == self.node.node_id:
+            return n.meta
+        fields = {f.name: getattr(n.meta, f.name) for f in dataclasses.fields(ObjectMeta)}
+        return RemoteMeta(**fields, source=n.node or "",
+                          stamp=stamps.encode(n.version) if n.version else None)
+
+    # --- buckets ------------------------------------------------------------------------------
+
+    async def get_bucket(self, name: str) -> BucketInfo | None:
+        return await self.local.get_bucket(name)
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        return await self.local.list_buckets()
+
+    async def _bucket_write(self, kind: str, bucket: str, make: Any, body: Any) -> ReplicationEvent:
+        """Bucket-level state lives on every node: stamp, commit here, ship to all others."""
+        others = self.node.others()
+        everyone = [self.node.node_id, *others]
+        self._precheck(everyone)
+        known = stamps.decode(await self.local.item_stamp(kind, bucket))
+        v = stamps.local_write(self.node.clock, self.node.node_id, [known],
+                               tombstone=make in (DeleteBucket, DeleteBucketPolicy,
+                                                  DeleteBucketTagging))
+        ev: ReplicationEvent = make(v)
+        ev_v = ev.version
+        await self.local.apply_versioned(kind, bucket, "", stamps.judge(ev_v, self.node.resolver), body)
+        await self._ship(ev, others, self.node.required(len(everyone)) - 1)
+        return ev
+
+    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
+        existing = await self.local.get_bucket(name)
+        if existing is not None:
+            raise BucketExists(existing.owner_id)
+        created = time.time()
+        await self._bucket_write(
+            "bucket", name,
+            lambda v: CreateBucket(event_id=v.hlc, bucket=name, vector=v.vector, created=v.created,
+                                   owner_id=owner_id, region=region, creation_date=created),
+            lambda txn: versioned.create_bucket_replica(txn, name, owner_id, region, created))
+        return BucketInfo(name=name, owner_id=owner_id, region=region, created=created)
+
+    async def delete_bucket(self, name: str) -> None:
+        if await self.local.get_bucket(name) is None:
+            raise NoSuchBucket(name)
+        page = await self.local.list_objects(name, max_keys=1)
+        if page.entries:
+            raise BucketNotEmpty(name)
+        for n in self.node.others():
+            if not self.node.live(n):
+                raise Unavailable(f"node {n} is down: cannot check that bucket {name} is empty")
+            try:
+                reply = await self.node.call(n, "rep.list", {"b": name, "n": 1})
+            except RemoteError as e:
+                if e.code == "NoSuchBucket":
+                    continue
+                raise Unavailable(f"node {n}: {e}") from e
+            except TransportError as e:
+                raise Unavailable(f"node {n}: {e}") from e
+            if reply.body.get("e"):
+                raise BucketNotEmpty(name)
+        await self._bucket_write(
+            "bucket", name,
+            lambda v: DeleteBucket(event_id=v.hlc, bucket=name, vector=v.vector, created=v.created),
+            lambda txn: versioned.delete_bucket_replica(txn, name))
+
+    async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
+        events: dict[str, tuple[Any, Any]] = {"policy": (PutBucketPolicy, DeleteBucketPolicy),
+                                              "tagging": (PutBucketTagging, DeleteBucketTagging)}
+        if kind not in events:
+            await self.local.set_bucket_config(bucket, kind, value)
+            return
+        put, delete = events[kind]
+        if value is None:
+            def make(v: ObjectVersion) -> ReplicationEvent:
+                return delete(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created)
+        else:
+            doc = bytes(value)
+
+            def make(v: ObjectVersion) -> ReplicationEvent:
+                return put(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
+                           document=doc)
+        objects_body = functools.partial(objects.set_bucket_config, bucket=bucket, kind=kind,
+                                         value=value)
+        await self._bucket_write(kind, bucket, make, objects_body)
+
+    # --- object writes ------------------------------------------------------------------------
+
+    def begin_write(self, checksum_algos: Iterable[str] = (), *, inline: bool = True,
+                    target: tuple[str, str, int | None] | None = None) -> Any:
+        local = self.local.begin_write(checksum_algos, inline=inline)
+        if target is None or self.node.mode == "async":
+            return local
+        bucket, key, size = target
+        if size is None:
+            return local        # no length to announce: committed here first, then shipped
+        remote = [n for n in self.node.replicas(bucket, key)
+                  if n != self.node.node_id and self.node.live(n)]
+        if not remote:
+            return local
+        return FanOutWriter(self, local, bucket, key, size, tuple(sorted(set(checksum_algos))),
+                            remote)
+
+    async def discard_write(self, data: WriteResult) -> None:
+        fan = self._fanouts.pop(data.vid, None)
+        if fan is not None:
+            await fan.release()
+        await self.local.discard_write(data)
+
+    async def put_object(self, meta: ObjectMeta, data: WriteResult | None, *,
+                         if_match: str | None = None,
+                         if_none_match: bool = False) -> ObjectMeta | None:
+        fan = self._fanouts.pop(data.vid, None) if data is not None else None
+        if fan is not None:
+            return await self._put_staged(meta, data, fan, if_match, if_none_match)
+        return await self._put_local_first(meta, data, if_match, if_none_match)
+
+    def _check_conditions(self, newest: Newest, if_match: str | None, if_none_match: bool) -> None:
+        objects.check_conditions(newest.meta, if_match, if_none_match)
+
+    def _finalize_meta(self, meta: ObjectMeta, data: WriteResult) -> None:
+        meta.vid = data.vid
+        meta.size = data.size
+        if not meta.etag:
+            meta.etag = data.md5_hex
+        if not meta.last_modified:
+            meta.last_modified = time.time()
+        for seg in meta.segments:
+            if seg.vid == data.vid:
+                seg.inline = data.inline is not None
+
+    async def _put_staged(self, meta: ObjectMeta, data: WriteResult | None, fan: FanOutWriter,
+                          if_match: str | None, if_none_match: bool) -> ObjectMeta | None:
+        assert data is not None
+        node = self.node
+        me = node.node_id
+        replicas = node.replicas(meta.bucket, meta.key)
+        local_in = me in replicas
+        need = node.required(len(replicas))
+        have = len(fan.stages) + (1 if local_in else 0)
+        if have < need:
+            await fan.release()
+            raise Unavailable(f"{node.mode} write needs {need} of {len(replicas)} replicas; "
+                              f"{have} received the body ({'; '.join(fan.failed.values())})")
+        try:
+            local_meta_now, blob = await self.local.lookup_versioned(meta.bucket, meta.key)
+            known = [stamps.decode(blob)] + [stamps.decode(b.get("stamp")) for b in fan.stages.values()]
+            newest = stamps.newest(known, node.read_resolver)
+            # Conditional writes are judged against the newest ETag any holder reported.
+            current_etag = None
+            if newest is not None and not newest.tombstone:
+                current_etag = newest.etag
+            cur = None if current_etag is None else dataclasses.replace(
+                local_meta_now or meta, etag=current_etag)
+            objects.check_conditions(cur, if_match, if_none_match)
+            self._finalize_meta(meta, data)
+            v = stamps.local_write(node.clock, me, known, etag=meta.etag)
+            ev = PutObject(event_id=v.hlc, bucket=meta.bucket, vector=v.vector, created=v.created,
+                           meta=meta)
+        except BaseException:
+            await fan.release()
+            raise
+        missing = [n for n in replicas if n != me and n not in fan.stages]
+        keep_local = local_in or bool(missing)
+        commits: dict[asyncio.Task[Any], str] = {}
+        loop = asyncio.get_running_loop()
+        if keep_local:
+            commits[loop.create_task(self._commit_local(ev, data))] = me
+        else:
+            await self.local.discard_write(data)
+        for n, body in fan.stages.items():
+            commits[loop.create_task(node.call(n, "rep.commit", {"sid": body.get("sid"),
+                                                                 "ev": ev.encode()}))] = n
+        counted = {t for t, n in commits.items() if n in replicas}
+        ok, failed = 0, []
+        pending = set(commits)
+        while pending and ok < need:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for d in done:
+                if d.exception() is None:
+                    ok += d in counted
+                    if commits[d] != me:
+                        node.stats.delivered(commits[d], 1, 0, [_lag(ev)])
+                else:
+                    failed.append(commits[d])
+                    log.debug("commit of %s/%s on %s failed: %s", meta.bucket, meta.key,
+                              commits[d], d.exception())
+        if me in failed:
+            # The hint (or local replica) failed to commit: nothing can be queued from here.
+            raise StorageError(f"local commit failed: {failed}")
+        await node.enqueue(ev, [n for n in missing + failed if n != me])
+        if pending:
+            self._spawn(self._finish_ship(ev, {p: commits[p] for p in pending if commits[p] != me}))
+            for p in pending:
+                if commits[p] == me:
+                    await p
+        if ok < need:
+            raise Unavailable(f"write committed on {ok} of the {need} replicas it needs; it will "
+                              "reach the others")
+        return None
+
+    async def _commit_local(self, ev: PutObject, data: WriteResult) -> bool:
+        meta = local_meta(ev.meta, [data])
+        taken, _ = await self.local.apply_versioned(
+            "object", ev.bucket, ev.key, stamps.judge(ev, self.node.resolver),
+            lambda txn: versioned.put_replica(txn, meta, data.inline), new_data=(data,))
+        return taken
+
+    async def _put_local_first(self, meta: ObjectMeta, data: WriteResult | None,
+                               if_match: str | None, if_none_match: bool) -> ObjectMeta | None:
+        node = self.node
+        replicas = node.replicas(meta.bucket, meta.key)
+        try:
+            self._precheck(replicas)
+            newest = await self._newest(meta.bucket, meta.key)
+            objects.check_conditions(newest.meta, if_match, if_none_match)
+            new_data: list[WriteResult]
+            if data is not None:
+                self._finalize_meta(meta, data)
+                new_data = [data]
+            else:
+                # A metadata-only rewrite: take a copy of the bytes it names (they may be on
+                # another node; here they become this node's own files).
+                new_data = await self._fetch_bytes(newest, meta)
+        except BaseException:
+            if data is not None:
+                await self.local.discard_write(data)
+            raise
+        v = stamps.local_write(node.clock, node.node_id, newest.known, etag=meta.etag)
+        ev = PutObject(event_id=v.hlc, bucket=meta.bucket, vector=v.vector, created=v.created,
+                       meta=meta)
+        stored = local_meta(meta, new_data)
+        inline = new_data[0].inline if len(new_data) == 1 else None
+        await self.local.apply_versioned(
+            "object", meta.bucket, meta.key, stamps.judge(ev, node.resolver),
+            lambda txn: versioned.put_replica(txn, stored, inline), new_data=tuple(new_data))
+        await self._ship_object(ev, replicas)
+        return newest.meta
+
+    async def _ship_object(self, ev: ReplicationEvent, replicas: list[str]) -> None:
+        me = self.node.node_id
+        need = self.node.required(len(replicas)) - (1 if me in replicas else 0)
+        await self._ship(ev, [n for n in replicas if n != me], max(0, need),
+                         drop_hint=me not in replicas)
+
+    async def _fetch_bytes(self, newest: Newest, meta: ObjectMeta) -> list[WriteResult]:
+        if newest.meta is None:
+            raise NoSuchKey(meta.key)
+        src = self._as_served(newest)
+        assert src is not None
+        reader = await self.open_reader(src)
+        try:
+            return await read_segments(self.node, reader, src)
+        finally:
+            close = getattr(reader, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def copy_data(self, src: ObjectMeta, start: int, end_inclusive: int,
+                        checksum_algos: Iterable[str] = ()) -> WriteResult:
+        if not isinstance(src, RemoteMeta):
+            return await self.local.copy_data(src, start, end_inclusive, checksum_algos)
+        w = self.local.begin_write(checksum_algos)
+        reader = await self.open_reader(src, start, end_inclusive)
+        try:
+            async for chunk in reader:
+                await w.write(chunk)
+            return await w.finish()
+        except BaseException:
+            await w.abort()
+            raise
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None:
+        node = self.node
+        replicas = node.replicas(bucket, key)
+        self._precheck(replicas)
+        newest = await self._newest(bucket, key)
+        v = stamps.local_write(node.clock, node.node_id, newest.known, tombstone=True)
+        ev = DeleteObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
+                          object_key=key)
+        await self.local.apply_versioned("object", bucket, key, stamps.judge(ev, node.resolver),
+                                         lambda txn: versioned.delete_replica(txn, bucket, key))
+        me = node.node_id
+        need = node.required(len(replicas)) - (1 if me in replicas else 0)
+        # Nodes outside the replica set may hold a hint copy: they get the tombstone too.
+        outside = [n for n in node.others() if n not in replicas]
+        await self._ship(ev, [n for n in replicas if n != me], max(0, need), queue_also=outside)
+        return newest.meta
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[ObjectMeta | None]:
+        if await self.local.get_bucket(bucket) is None:
+            raise NoSuchBucket(bucket)
+        return [await self.delete_object(bucket, k) for k in keys]
+
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
+        newest = await self._newest(bucket, key)
+        if newest.meta is None:
+            raise NoSuchKey(key)
+        meta = dataclasses.replace(newest.meta, tags=dict(tags), headers=dict(newest.meta.headers),
+                                   checksums=dict(newest.meta.checksums),
+                                   segments=list(newest.meta.segments))
+        await self._put_local_first(meta, None, None, False)
+        return meta
+
+    # --- multipart: uploads live on the node that created them ---------------------------------
+
+    async def create_upload(self, info: UploadInfo) -> UploadInfo:
+        return await self.local.create_upload(info)
+
+    async def get_upload(self, bucket: str, upload_id: str) -> UploadInfo:
+        return await self.local.get_upload(bucket, upload_id)
+
+    async def put_part(self, bucket: str, upload_id: str, part_number: int, data: WriteResult,
+                       checksums: dict[str, str]) -> PartInfo:
+        return await self.local.put_part(bucket, upload_id, part_number, data, checksums)
+
+    async def list_parts(self, bucket: str, upload_id: str, *, part_marker: int = 0,
+                         max_parts: int = 1000) -> tuple[list[PartInfo], bool]:
+        return await self.local.list_parts(bucket, upload_id, part_marker=part_marker,
+                                           max_parts=max_parts)
+
+    async def list_uploads(self, bucket: str, **kw: Any) -> tuple[list[UploadInfo], list[str], bool]:
+        return await self.local.list_uploads(bucket, **kw)
+
+    async def abort_upload(self, bucket: str, upload_id: str) -> None:
+        await self.local.abort_upload(bucket, upload_id)
+
+    async def complete_upload(self, bucket: str, upload_id: str, meta: ObjectMeta,
+                              part_numbers: list[int], *, if_match: str | None = None,
+                              if_none_match: bool = False) -> ObjectMeta:
+        node = self.node
+        info = await self.local.get_upload(bucket, upload_id)
+        replicas = node.replicas(bucket, info.key)
+        self._precheck(replicas)
+        newest = await self._newest(bucket, info.key)
+        objects.check_conditions(newest.meta, if_match, if_none_match)
+        v = stamps.local_write(node.clock, node.node_id, newest.known, etag=meta.etag)
+        _, done = await self.local.apply_versioned(
+            "object", bucket, info.key, stamps.judge(v, node.resolver),
+            functools.partial(multipart.complete_upload, bucket=bucket, upload_id=upload_id,
+                              meta=meta, part_numbers=list(part_numbers), if_match=None,
+                              if_none_match=False))
+        committed: ObjectMeta = done
+        ev = PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
+                       meta=committed, source="CompleteMultipartUpload")
+        await self._ship_object(ev, replicas)
+        return committed
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
+        return self._as_served(await self._newest(bucket, key))
+
+    async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
+                            ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
+        info = await self.local.get_bucket(bucket)
+        if info is None:
+            return None, None, None
+        newest = await self._newest(bucket, key)
+        if newest.node == self.node.node_id and with_body:
+            info2, meta, body = await self.local.lookup_object(bucket, key, with_body=True)
+            if meta is not None and newest.meta is not None and meta.vid == newest.meta.vid:
+                return info2 or info, meta, body
+        return info, self._as_served(newest), None
+
+    @staticmethod
+    def body_reader(body: bytes, start: int, end_inclusive: int,
+                    chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        return LocalStore.body_reader(body, start, end_inclusive, chunk_bytes)
+
+    async def open_reader(self, meta: ObjectMeta, start: int = 0,
+                          end_inclusive: int | None = None,
+                          chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        if not isinstance(meta, RemoteMeta):
+            return await self.local.open_reader(meta, start, end_inclusive, chunk_bytes)
+        end = meta.size - 1 if end_inclusive is None else end_inclusive
+        try:
+            reply = await self.node.call_bulk_reply(
+                meta.source, "rep.get", {"b": meta.bucket, "k": meta.key, "s": start, "e": end,
+                                         "stamp": meta.stamp})
+        except (TransportError, OSError) as e:
+            raise Unavailable(f"the node holding {meta.key!r} did not answer: {e}") from e
+        if reply.body.get("stale") or reply.body.get("m") is None:
+            raise NoSuchKey(meta.key)      # replaced or deleted since it was looked up
+        return RemoteReader(reply.stream, max(0, end - start + 1))
+
+    async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           after: str = "", max_keys: int = 1000) -> ListPage:
+        local = await self.local.list_objects(bucket, prefix=prefix, delimiter=delimiter,
+                                              after=after, max_keys=max_keys)
+        pages = [local]
+        peers = [n for n in self.node.others() if self.node.live(n)]
+
+        async def one(n: str) -> ListPage:
+            r = await self.node.call(n, "rep.list", {"b": bucket, "p": prefix, "d": delimiter,
+                                                     "a": after, "n": max_keys})
+            return ListPage([ListEntry(e[0], e[1], e[2], e[3], e[4], list(e[5]))
+                             for e in r.body.get("e", [])], list(r.body.get("cp", [])),
+                            bool(r.body.get("t")), None)
+        got = await asyncio.gather(*(one(n) for n in peers), return_exceptions=True)
+        for n, g in zip(peers, got, strict=True):
+            if isinstance(g, RemoteError) and g.code == "NoSuchBucket":
+                continue
+            if isinstance(g, BaseException):
+                log.debug("listing on %s failed: %s", n, g)
+                continue
+            pages.append(g)
+        return merge_pages(pages, max_keys)
+
+
+def _lag(ev: ReplicationEvent) -> float:
+    """From the write's stamp to now: how far behind the replica was when it committed."""
+    return max(0.0, time.time() - ev.event_id.wall_time_s)
+
+
+
+__all__ = ["ClusterStore", "RemoteMeta"]
