@@ -1,10 +1,15 @@
 """Prometheus metrics, one registry per process (prometheus-client)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .cluster_metrics import ClusterCollector
+
+if TYPE_CHECKING:
+    from ..cluster.view import ClusterView
 
 _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                       30, 60)
@@ -31,6 +36,7 @@ class Metrics:
         self.limit_hits = Counter("rs3gw_limit_rejections", "Requests refused by a configured limit",
                                   ["limit"], registry=r)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._cluster: ClusterCollector | None = None
 
     def observe(self, op: str, status: int, bytes_in: int, bytes_out: int, seconds: float) -> None:
         # labels() builds and looks up a key under a lock on every call; the children are cached.
@@ -48,6 +54,13 @@ class Metrics:
         latency.observe(seconds)
         if status == 503:
             self.limit_hits.labels("max_concurrent").inc()
+
+    def attach_cluster(self, view: ClusterView) -> None:
+        """Export the cluster families (rs3gw.observability.cluster_metrics), read on each scrape."""
+        if self._cluster is not None:
+            self.registry.unregister(self._cluster)
+        self._cluster = ClusterCollector(view)
+        self.registry.register(self._cluster)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

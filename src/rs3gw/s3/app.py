@@ -11,8 +11,10 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from .. import storage
+from ..cluster import api as cluster_api
 from ..config import Config
 from ..http.request import Request, Response
 from ..observability.metrics import Metrics
@@ -23,6 +25,9 @@ from .handlers import REGISTRY
 from .policy import ACTIONS, Principal, RequestContext, evaluate
 from .router import route
 from .xml import document
+
+if TYPE_CHECKING:
+    from ..cluster.view import ClusterView
 
 log = logging.getLogger("rs3gw.s3")
 
@@ -59,6 +64,8 @@ class S3App:
         root = config.root_user
         self.root_id = root.user_id if root else None
         self.ready = False
+        # Set by the server when cluster mode is on; /api/cluster/* answers 404 while it is None.
+        self.cluster: ClusterView | None = None
 
     # ---- HTTP entry points -------------------------------------------------------------
     async def handle(self, req: Request) -> Response:
@@ -66,6 +73,9 @@ class S3App:
         op = "Unknown"
         resource = req.path
         try:
+            if req.path.startswith(cluster_api.PATH_PREFIX):
+                # Reserved for the operator API, signed or not (POST .../leave is signed).
+                return await cluster_api.handle(self, req)
             admin = await self._admin(req)
             if admin is not None:
                 req.operation = "Admin"
@@ -155,8 +165,11 @@ class S3App:
 
     # ---- access control ----------------------------------------------------------------
     def is_admin(self, ctx: Ctx) -> bool:
-        return self.config.anonymous_only or (
-            ctx.who.user_id is not None and ctx.who.user_id == self.root_id)
+        return self.is_root(ctx.who.user_id)
+
+    def is_root(self, user_id: str | None) -> bool:
+        """The caller administers everything: the root user, or anyone on an open gateway."""
+        return self.config.anonymous_only or (user_id is not None and user_id == self.root_id)
 
     def authorize_anonymous_gate(self, ctx: Ctx) -> None:
         """Anonymous callers learn nothing about which buckets exist."""
@@ -218,6 +231,8 @@ def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
         return S3Error("PreconditionFailed", resource=resource, Condition="If-Match")
     if isinstance(e, storage.InvalidPart):
         return S3Error("InvalidPart", resource=resource)
+    if isinstance(e, storage.Unavailable):
+        return S3Error("ServiceUnavailable", str(e) or None, resource=resource)
     log.exception("unmapped storage error")
     return S3Error("InternalError", resource=resource)
 
