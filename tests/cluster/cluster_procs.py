@@ -39,6 +39,7 @@ class ClusterProcs:
     mode: str = "quorum"
     factor: int = 3
     conflict: str = "last_write_wins"
+    extra_env: dict[str, str] = field(default_factory=dict)
     user: User = field(default_factory=make_root_user)
     nodes: list[ServerProcess] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
@@ -61,6 +62,7 @@ class ClusterProcs:
                 "RS3GW_GOSSIP_INTERVAL": GOSSIP_S,
                 "RS3GW_CONFLICT_RESOLUTION": self.conflict,
                 "RS3GW_LOG_LEVEL": "INFO",
+                **self.extra_env,
             }
             self.nodes.append(ServerProcess(storage_root=self.root / f"n{i}", root_user=self.user,
                                             extra_env=env))
@@ -123,6 +125,17 @@ class ClusterProcs:
             finally:
                 await t.close()
         return run(ask())
+
+    def stamp_rows(self, i: int, bucket: str) -> list[tuple[str, int]]:
+        """(key, tombstone) of node i's object version stamps, read from its metadata file."""
+        import sqlite3
+        db = self.nodes[i].storage_root / ".rs3gw" / "meta.db"
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT key, tombstone FROM item_versions WHERE kind = 'object' "
+                                "AND bucket = ? ORDER BY key", (bucket,)).fetchall()
+        finally:
+            conn.close()
 
     def holders(self, bucket: str, key: str, on: list[int] | None = None) -> list[int]:
         return [i for i in (on if on is not None else range(self.n))

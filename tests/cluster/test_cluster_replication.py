@@ -168,3 +168,27 @@ def test_graceful_leave_hands_off_its_objects(tmp_path: Path) -> None:
             assert c.client(1).get_object(Bucket="leave", Key=k)["Body"].read() == v
     finally:
         c.stop_all()
+
+
+def test_tombstones_are_collected_once_every_replica_has_them(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=3,
+                     extra_env={"RS3GW_TOMBSTONE_GC_INTERVAL": "1"})
+    try:
+        c.start()
+        s3 = c.client(0)
+        s3.create_bucket(Bucket="tomb")
+        for k in ("keep", "gone"):
+            s3.put_object(Bucket="tomb", Key=k, Body=k.encode())
+        s3.delete_object(Bucket="tomb", Key="gone")
+        # Every replica first holds the tombstone (it is what stops a late older write) ...
+        assert all(("gone", 1) in c.stamp_rows(i, "tomb") or c.stamp_rows(i, "tomb") == [("keep", 0)]
+                   for i in range(3))
+        # ... and once all three have it, it is garbage-collected everywhere.
+        wait(lambda: all(c.stamp_rows(i, "tomb") == [("keep", 0)] for i in range(3)), 20,
+             "the tombstone to be collected on every node")
+        for i in range(3):
+            with pytest.raises(ClientError):
+                c.client(i).head_object(Bucket="tomb", Key="gone")
+            assert c.client(i).get_object(Bucket="tomb", Key="keep")["Body"].read() == b"keep"
+    finally:
+        c.stop_all()

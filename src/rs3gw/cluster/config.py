@@ -47,6 +47,10 @@ class ClusterConfig:
     heartbeat_timeout_s: float = 15.0
     gossip_interval_s: float = 1.0
     conflict_resolution: str = "last_write_wins"
+    # "package.module:function": a Python conflict resolver; concurrent versions go to it.
+    conflict_resolver: str | None = None
+    # How often tombstones every replica holds are garbage-collected.
+    tombstone_gc_interval_s: float = 60.0
     # Node-to-node TLS: cert + key for this node, CA that signs every node; mutual by default.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -124,6 +128,15 @@ def _node_id(v: str) -> str:
 
 
 # env name -> (ClusterConfig field, parser). Addresses are parsed separately: they depend on the port.
+def _resolver_path(v: str) -> str:
+    from .conflicts import ConflictConfigError, load_resolver
+    try:
+        load_resolver(v.strip())
+    except ConflictConfigError as e:
+        raise ValueError(str(e)) from None
+    return v.strip()
+
+
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "RS3GW_CLUSTER_ENABLED": ("enabled", parse_bool),
     "RS3GW_CLUSTER_NODE_ID": ("node_id", _node_id),
@@ -135,6 +148,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "RS3GW_HEARTBEAT_TIMEOUT": ("heartbeat_timeout_s", positive_seconds),
     "RS3GW_GOSSIP_INTERVAL": ("gossip_interval_s", positive_seconds),
     "RS3GW_CONFLICT_RESOLUTION": ("conflict_resolution", choice(*CONFLICT_RESOLUTIONS)),
+    "RS3GW_CONFLICT_RESOLVER": ("conflict_resolver", _resolver_path),
+    "RS3GW_TOMBSTONE_GC_INTERVAL": ("tombstone_gc_interval_s", positive_seconds),
     "RS3GW_CLUSTER_TLS_CERT": ("tls_cert", existing_file),
     "RS3GW_CLUSTER_TLS_KEY": ("tls_key", existing_file),
     "RS3GW_CLUSTER_TLS_CA": ("tls_ca", existing_file),

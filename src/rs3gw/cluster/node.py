@@ -21,7 +21,7 @@ from rs3gw.storage import LocalStore
 from . import stamps
 from .config import ClusterConfig
 from .conflicts import ConflictResolver
-from .events import PutObject, ReplicationEvent
+from .events import DeleteObject, PutObject, ReplicationEvent
 from .hlc import HybridClock
 from .membership import Member, Membership, NodeState
 from .placement import Placement
@@ -112,8 +112,8 @@ class ClusterNode:
         self.clock = HybridClock(self.node_id)
         # Conflicts are counted where a write is applied; picking the newest copy to serve a read
         # uses the same rule but a resolver of its own, so reads do not count as conflicts.
-        self.resolver = ConflictResolver(cfg.conflict_resolution)
-        self.read_resolver = ConflictResolver(cfg.conflict_resolution)
+        self.resolver = _resolver(cfg)
+        self.read_resolver = _resolver(cfg)
         self.placement = Placement(self.factor)
         self.backends = dict(backends or {})
         self.stats = NodeStats()
@@ -135,6 +135,8 @@ class ClusterNode:
         self._refresh()
         for dest in self.queue.destinations():
             self._ensure_sender(dest)
+        from .tombstones import gc_loop
+        self._tasks.append(asyncio.get_running_loop().create_task(gc_loop(self)))
 
     def _refresh(self) -> None:
         # Replica sets span every member that is not leaving, Failed ones included: a write whose
@@ -242,7 +244,9 @@ class ClusterNode:
     # --- outbound queue -----------------------------------------------------------------------
 
     async def enqueue(self, event: ReplicationEvent, dests: list[str]) -> None:
-        if not dests or self.queue is None:
+        # A DeleteObject is enqueued even with nobody to send it to: that records the tombstone
+        # (with this node's ack) for garbage collection once every replica holds it.
+        if self.queue is None or (not dests and not isinstance(event, DeleteObject)):
             return
         await self.queue.enqueue(event, dests)
         for d in dests:
@@ -400,6 +404,12 @@ class ClusterNode:
         return {"strategy": self.resolver.strategy.value, "conflicts_total": sum(by.values()),
                 "resolved_total": sum(resolved.values()),
                 "by_strategy": {k: v for k, v in by.items() if v}}
+
+
+def _resolver(cfg: ClusterConfig) -> ConflictResolver:
+    if cfg.conflict_resolver:
+        return ConflictResolver("custom", custom=cfg.conflict_resolver)
+    return ConflictResolver(cfg.conflict_resolution)
 
 
 async def _empty() -> Any:

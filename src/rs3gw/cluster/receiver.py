@@ -14,6 +14,7 @@ Messages (all ``rep.*``; bodies are msgpack maps, object bytes travel as the raw
 - ``rep.head`` {b, k}: {stamp, m} the item's stamp and the object's metadata (an event map).
 - ``rep.get`` {b, k, s, e}: the metadata and bytes [s, e] as the reply stream.
 - ``rep.list`` {b, p, d, a, n}: one page of this node's keys (the coordinator merges the pages).
+- ``rep.gc`` {b, k, eid}: drop the key's tombstone if it is still that one (cluster/tombstones.py).
 """
 from __future__ import annotations
 
@@ -146,7 +147,8 @@ class Receiver:
         for name, fn in (("rep.stage", self.on_stage), ("rep.commit", self.on_commit),
                          ("rep.abort", self.on_abort), ("rep.apply", self.on_apply),
                          ("rep.batch", self.on_batch), ("rep.head", self.on_head),
-                         ("rep.get", self.on_get), ("rep.list", self.on_list)):
+                         ("rep.get", self.on_get), ("rep.list", self.on_list),
+                         ("rep.gc", self.on_gc)):
             t.register(name, fn)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
@@ -283,6 +285,16 @@ class Receiver:
             "object", ev.bucket, ev.key, stamps.judge(ev, node.resolver),
             lambda txn: versioned.put_replica(txn, meta, inline), new_data=tuple(data))
         return taken
+
+    async def on_gc(self, msg: Message) -> dict[str, Any]:
+        from .tombstones import is_tombstone_of
+        eid = msg.body.get("eid")
+        if not isinstance(eid, bytes):
+            raise RemoteError("BadRequest", "rep.gc needs the tombstone's event id")
+        dropped = await self.node.store.forget_stamp(
+            "object", _str(msg.body, "b"), _str(msg.body, "k"),
+            lambda blob: is_tombstone_of(blob, eid))
+        return {"dropped": dropped}
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -156,7 +156,7 @@ class ClusterStore:
             for d in done:
                 if d.exception() is None:
                     ok += 1
-                    self.node.stats.delivered(tasks[d], 1, 0, [_lag(ev)])
+                    await self._delivered(tasks[d], ev)
                 else:
                     failed.append(tasks[d])
                     log.debug("replicating %s to %s: %s", ev.OP, tasks[d], d.exception())
@@ -175,12 +175,17 @@ class ClusterStore:
         for task, dest in tasks.items():
             try:
                 await task
-                self.node.stats.delivered(dest, 1, 0, [_lag(ev)])
+                await self._delivered(dest, ev)
             except Exception:  # noqa: BLE001 - queued for a retry
                 failed.append(dest)
         await self.node.enqueue(ev, failed)
         if drop_hint and not failed:
             await self._drop_hint(ev)
+
+    async def _delivered(self, dest: str, ev: ReplicationEvent) -> None:
+        self.node.stats.delivered(dest, 1, 0, [_lag(ev)])
+        if isinstance(ev, DeleteObject) and self.node.queue is not None:
+            await self.node.queue.ack_tombstone(dest, ev.event_id)
 
     async def _drop_hint(self, ev: ReplicationEvent) -> None:
         """Remove this node's copy of an object it holds only as the write's coordinator, if it
@@ -514,6 +519,8 @@ class ClusterStore:
         await self.local.apply_versioned("object", bucket, key, stamps.judge(ev, node.resolver),
                                          lambda txn: versioned.delete_replica(txn, bucket, key))
         me = node.node_id
+        if node.queue is not None:
+            await node.queue.record_tombstone(ev.event_id, bucket, key, acked_by=[me])
         need = node.required(len(replicas)) - (1 if me in replicas else 0)
         # Nodes outside the replica set may hold a hint copy: they get the tombstone too.
         outside = [n for n in node.others() if n not in replicas]

@@ -489,6 +489,12 @@ class LocalStore:
                     versioned.get_stamp(conn, "object", bucket, key))
         return await self._read(run)
 
+    async def forget_stamp(self, kind: str, bucket: str, key: str,
+                           only_if: Callable[[bytes], bool]) -> bool:
+        """Drop an item's stamp if ``only_if(stamp)`` (tombstone garbage collection)."""
+        return bool(await self._write(functools.partial(
+            versioned.forget_stamp, kind=kind, bucket=bucket, key=key, only_if=only_if)))
+
     async def list_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
                           limit: int = 1000) -> list[tuple[str, str, bytes, bool]]:
         return await self._read(functools.partial(versioned.list_stamps, kind=kind, after=after,

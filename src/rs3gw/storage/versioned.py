@@ -62,6 +62,16 @@ def apply(txn: Txn, kind: str, bucket: str, key: str, decide: Decide,
     return verdict.take_payload, result
 
 
+def forget_stamp(txn: Txn, kind: str, bucket: str, key: str,
+                 only_if: Callable[[bytes], bool]) -> bool:
+    stamp = get_stamp(txn.conn, kind, bucket, key)
+    if stamp is None or not only_if(stamp):
+        return False
+    txn.conn.execute("DELETE FROM item_versions WHERE kind = ? AND bucket = ? AND key = ?",
+                     (kind, bucket, key))
+    return True
+
+
 def list_stamps(conn: sqlite3.Connection, kind: str, after: tuple[str, str],
                 limit: int) -> list[tuple[str, str, bytes, bool]]:
     """(bucket, key, stamp, tombstone) in (bucket, key) order after ``after``: a cursor for
