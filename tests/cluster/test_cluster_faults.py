@@ -15,7 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from cluster_procs import TIMEOUT_S, ClusterProcs, wait
 
-pytestmark = pytest.mark.slow
+# Real node processes: run once per suite, not again for each core/backend variant (make matrix).
+pytestmark = [pytest.mark.slow, pytest.mark.cluster_procs]
 
 FAIL_WITHIN_S = float(TIMEOUT_S) + 4.0      # the timeout, plus a few gossip rounds to spread it
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from cluster_helpers import ClusterPKI
 from cluster_procs import ClusterProcs, wait
 
-pytestmark = pytest.mark.slow
+# Real node processes: run once per suite, not again for each core/backend variant (make matrix).
+pytestmark = [pytest.mark.slow, pytest.mark.cluster_procs]
 
 MIB = 1 << 20
 
@@ -190,5 +192,63 @@ def test_tombstones_are_collected_once_every_replica_has_them(tmp_path: Path) ->
             with pytest.raises(ClientError):
                 c.client(i).head_object(Bucket="tomb", Key="gone")
             assert c.client(i).get_object(Bucket="tomb", Key="keep")["Body"].read() == b"keep"
+    finally:
+        c.stop_all()
+
+
+def test_replication_over_mutual_tls(tmp_path: Path, pki: ClusterPKI) -> None:
+    tls = {"RS3GW_CLUSTER_TLS_CERT": str(pki.nodes[0].cert),
+           "RS3GW_CLUSTER_TLS_KEY": str(pki.nodes[0].key), "RS3GW_CLUSTER_TLS_CA": str(pki.ca)}
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=2, extra_env=tls)
+    try:
+        c.start()
+        body = os.urandom(3 * MIB + 5)
+        s3 = c.client(1)
+        s3.create_bucket(Bucket="tls")
+        s3.put_object(Bucket="tls", Key="blob", Body=body)
+        for i in range(3):
+            assert c.client(i).get_object(Bucket="tls", Key="blob")["Body"].read() == body
+    finally:
+        c.stop_all()
+
+
+def test_leave_through_rs3ctl(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="async", factor=3)
+    try:
+        c.start()
+        c.client(0).create_bucket(Bucket="bye")
+        c.client(0).put_object(Bucket="bye", Key="k", Body=b"v" * 5000)
+        env = dict(os.environ, RS3GW_ENDPOINT=c.nodes[1].endpoint,
+                   RS3GW_ACCESS_KEY=c.user.access_key, RS3GW_SECRET_KEY=c.user.secret_key,
+                   PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+        subprocess.run([sys.executable, "-m", "rs3gw.cli.rs3ctl", "cluster", "leave"], env=env,
+                       capture_output=True, text=True, timeout=30, check=True)
+        proc = c.nodes[1].proc
+        assert proc is not None and proc.wait(60) == 0
+        wait(lambda: c.states(0).get("node-1") in (None, "Leaving"), 20, "node-1 to be gone")
+        for i in (0, 2):
+            assert c.client(i).get_object(Bucket="bye", Key="k")["Body"].read() == b"v" * 5000
+    finally:
+        c.stop_all()
+
+
+def test_async_coordinator_copies_go_once_the_replicas_have_them(tmp_path: Path) -> None:
+    # In async mode the node that takes a write commits it first, even outside the key's replica
+    # set; that copy is a hint for the queue and is dropped once both replicas hold the version.
+    c = ClusterProcs(tmp_path, 3, mode="async", factor=2)
+    try:
+        c.start()
+        s3 = c.client(0)
+        s3.create_bucket(Bucket="hints")
+        bodies = {f"h{i}": os.urandom(1000 + 3000 * i) for i in range(16)}
+        for k, v in bodies.items():
+            s3.put_object(Bucket="hints", Key=k, Body=v)
+        wait(lambda: all(c.api(i, "replication")["events_pending"] == 0 for i in range(3)), 30,
+             "the queues to drain")
+        for k, v in bodies.items():
+            wait(lambda k=k, v=v: len([i for i in range(3)  # type: ignore[misc]
+                                       if c.local_copy(i, "hints", k)[1] == v]) == 2, 10,
+                 f"{k} to be on exactly its two replicas")
+            assert c.client(2).get_object(Bucket="hints", Key=k)["Body"].read() == v
     finally:
         c.stop_all()

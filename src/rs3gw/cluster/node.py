@@ -16,7 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from rs3gw import __version__
-from rs3gw.storage import LocalStore
+from rs3gw.storage import LocalStore, versioned
+from rs3gw.storage.versioned import Verdict
 
 from . import stamps
 from .config import ClusterConfig
@@ -280,6 +281,11 @@ class ClusterNode:
             now_ms = time.time() * 1000
             if done:
                 await q.ack(dest, [e.seq for e in done])
+                for qe in done:
+                    ev = qe.decode()
+                    if isinstance(ev, PutObject) and self.node_id not in self.replicas(ev.bucket, ev.key):
+                        with contextlib.suppress(Exception):
+                            await self._hint_delivered(ev)
                 self.stats.delivered(dest, len(done), 0,
                                      [(now_ms - e.enqueued_ms) / 1000.0 for e in done])
             if failed:
@@ -343,6 +349,32 @@ class ClusterNode:
                 failed.extend(qe for qe, _e, _d in small)
                 err = f"{type(e).__name__}: {e}"
         return done, failed, err
+
+    async def drop_hint(self, ev: ReplicationEvent) -> None:
+        """Remove this node's copy of an object it holds only as a write's coordinator (a hint),
+        if it is still that very version. The stamp stays: it records what this node has seen."""
+        mine = stamps.encode(ev.version)
+        b, k = ev.bucket, ev.key
+        await self.store.apply_versioned(
+            "object", b, k, lambda local: Verdict(local == mine, None),
+            lambda txn: versioned.delete_replica(txn, b, k))
+
+    async def _hint_delivered(self, ev: PutObject) -> None:
+        """A queued copy reached a replica. If this node is outside the key's replica set and every
+        replica now has this version (or a newer one), the hint has done its job."""
+        replicas = self.replicas(ev.bucket, ev.key)
+        if self.node_id in replicas or not all(self.live(n) for n in replicas):
+            return
+        for n in replicas:
+            try:
+                reply = await self.call(n, "rep.head", {"b": ev.bucket, "k": ev.key})
+            except (TransportError, OSError):
+                return
+            theirs = stamps.decode(reply.body.get("stamp"))
+            if theirs is None or not (theirs.same_write(ev.version)
+                                      or theirs.vector.dominates(ev.version.vector)):
+                return
+        await self.drop_hint(ev)
 
     async def _local_source(self, ev: PutObject) -> tuple[Any, Any] | None:
         meta, blob = await self.store.lookup_versioned(ev.bucket, ev.key)
