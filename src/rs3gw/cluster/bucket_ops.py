@@ -43,7 +43,7 @@ class BucketOps(Replicator):
         """Bucket-level state lives on every node: stamp, commit here, ship to all others."""
         others = self.node.others()
         everyone = [self.node.node_id, *others]
-        self._precheck(everyone)
+        self._precheck(everyone, self.node.required(len(everyone)))
         known = stamps.decode(await self.local.item_stamp(kind, bucket))
         v = stamps.local_write(self.node.clock, self.node.node_id, [known],
                                tombstone=make in (DeleteBucket, DeleteBucketPolicy,

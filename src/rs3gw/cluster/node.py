@@ -205,8 +205,11 @@ class ClusterNode:
         return [m.node_id for m in self.membership.members()
                 if m.node_id != self.node_id and m.state is not NodeState.LEAVING]
 
-    def required(self, n: int) -> int:
-        """Commits a write needs out of a replica set of n before it is acknowledged."""
+    def required(self, n: int | None = None) -> int:
+        """Commits a write needs before it is acknowledged, out of n copies (default: the
+        replication factor; a replica set can be smaller while too few members exist, and then a
+        sync or quorum write is refused rather than acknowledged with fewer copies than promised)."""
+        n = self.factor if n is None else n
         if self.mode == "sync":
             return n
         if self.mode == "quorum":

@@ -78,9 +78,8 @@ class Replicator:
 
     # --- replication plumbing -----------------------------------------------------------------
 
-    def _precheck(self, replica_set: list[str]) -> None:
+    def _precheck(self, replica_set: list[str], need: int) -> None:
         live = sum(1 for n in replica_set if self.node.live(n))
-        need = self.node.required(len(replica_set))
         if live < need:
             raise Unavailable(f"{self.node.mode} write needs {need} of {len(replica_set)} replicas; "
                               f"{live} reachable")

@@ -106,7 +106,7 @@ class ClusterStore(BucketOps):
         me = node.node_id
         replicas = node.replicas(meta.bucket, meta.key)
         local_in = me in replicas
-        need = node.required(len(replicas))
+        need = node.required()
         have = len(fan.stages) + (1 if local_in else 0)
         if have < need:
             await fan.release()
@@ -181,7 +181,7 @@ class ClusterStore(BucketOps):
         node = self.node
         replicas = node.replicas(meta.bucket, meta.key)
         try:
-            self._precheck(replicas)
+            self._precheck(replicas, node.required())
             newest = await self._newest(meta.bucket, meta.key)
             objects.check_conditions(newest.meta, if_match, if_none_match)
             new_data: list[WriteResult]
@@ -209,7 +209,7 @@ class ClusterStore(BucketOps):
 
     async def _ship_object(self, ev: ReplicationEvent, replicas: list[str]) -> None:
         me = self.node.node_id
-        need = self.node.required(len(replicas)) - (1 if me in replicas else 0)
+        need = self.node.required() - (1 if me in replicas else 0)
         await self._ship(ev, [n for n in replicas if n != me], max(0, need),
                          drop_hint=me not in replicas)
 
@@ -243,7 +243,7 @@ class ClusterStore(BucketOps):
     async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None:
         node = self.node
         replicas = node.replicas(bucket, key)
-        self._precheck(replicas)
+        self._precheck(replicas, node.required())
         newest = await self._newest(bucket, key)
         v = stamps.local_write(node.clock, node.node_id, newest.known, tombstone=True)
         ev = DeleteObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
@@ -253,7 +253,7 @@ class ClusterStore(BucketOps):
         me = node.node_id
         if node.queue is not None:
             await node.queue.record_tombstone(ev.event_id, bucket, key, acked_by=[me])
-        need = node.required(len(replicas)) - (1 if me in replicas else 0)
+        need = node.required() - (1 if me in replicas else 0)
         # Nodes outside the replica set may hold a hint copy: they get the tombstone too.
         outside = [n for n in node.others() if n not in replicas]
         await self._ship(ev, [n for n in replicas if n != me], max(0, need), queue_also=outside)
@@ -303,7 +303,7 @@ class ClusterStore(BucketOps):
         node = self.node
         info = await self.local.get_upload(bucket, upload_id)
         replicas = node.replicas(bucket, info.key)
-        self._precheck(replicas)
+        self._precheck(replicas, node.required())
         newest = await self._newest(bucket, info.key)
         objects.check_conditions(newest.meta, if_match, if_none_match)
         v = stamps.local_write(node.clock, node.node_id, newest.known, etag=meta.etag)
