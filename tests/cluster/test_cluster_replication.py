@@ -252,3 +252,33 @@ def test_async_coordinator_copies_go_once_the_replicas_have_them(tmp_path: Path)
             assert c.client(2).get_object(Bucket="hints", Key=k)["Body"].read() == v
     finally:
         c.stop_all()
+
+
+def test_multipart_upload_driven_through_different_nodes(tmp_path: Path) -> None:
+    # A load balancer may send each request of one upload to another node.
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=2)
+    try:
+        c.start()
+        s0, s1, s2 = c.client(0), c.client(1), c.client(2)
+        s0.create_bucket(Bucket="mpu")
+        up = s0.create_multipart_upload(Bucket="mpu", Key="spread")["UploadId"]
+        parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(123)]
+        etags = []
+        for i, (client, body) in enumerate(zip([s1, s2, s0], parts, strict=True)):
+            etags.append(client.upload_part(Bucket="mpu", Key="spread", UploadId=up, PartNumber=i + 1,
+                                            Body=body)["ETag"])
+        listed = s2.list_parts(Bucket="mpu", Key="spread", UploadId=up)["Parts"]
+        assert [p["ETag"] for p in listed] == etags and [p["Size"] for p in listed] == [5 * MIB, 5 * MIB, 123]
+        assert [u["UploadId"] for u in s1.list_multipart_uploads(Bucket="mpu")["Uploads"]] == [up]
+        other = s2.create_multipart_upload(Bucket="mpu", Key="dropped")["UploadId"]
+        s1.abort_multipart_upload(Bucket="mpu", Key="dropped", UploadId=other)
+        s1.complete_multipart_upload(Bucket="mpu", Key="spread", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]})
+        for i in range(3):
+            assert c.client(i).get_object(Bucket="mpu", Key="spread")["Body"].read() == b"".join(parts)
+            assert c.client(i).list_multipart_uploads(Bucket="mpu").get("Uploads", []) == []
+        with pytest.raises(ClientError) as e:
+            s2.upload_part(Bucket="mpu", Key="spread", UploadId=up, PartNumber=4, Body=b"late")
+        assert e.value.response["Error"]["Code"] == "NoSuchUpload"
+    finally:
+        c.stop_all()

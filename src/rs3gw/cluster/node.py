@@ -120,6 +120,7 @@ class ClusterNode:
         self.stats = NodeStats()
         self.receiver = Receiver(self)
         self.queue: ReplicationQueue | None = None
+        self.front: Any = None          # this node's ClusterStore, once the server made it
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()

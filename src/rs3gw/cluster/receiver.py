@@ -14,6 +14,7 @@ Messages (all ``rep.*``; bodies are msgpack maps, object bytes travel as the raw
 - ``rep.head`` {b, k}: {stamp, m} the item's stamp and the object's metadata (an event map).
 - ``rep.get`` {b, k, s, e}: the metadata and bytes [s, e] as the reply stream.
 - ``rep.list`` {b, p, d, a, n}: one page of this node's keys (the coordinator merges the pages).
+- ``rep.mpu`` {op, ...} [+ stream]: multipart calls for an upload this node owns (uploads.py).
 - ``rep.gc`` {b, k, eid}: drop the key's tombstone if it is still that one (cluster/tombstones.py).
 """
 from __future__ import annotations
@@ -148,7 +149,7 @@ class Receiver:
                          ("rep.abort", self.on_abort), ("rep.apply", self.on_apply),
                          ("rep.batch", self.on_batch), ("rep.head", self.on_head),
                          ("rep.get", self.on_get), ("rep.list", self.on_list),
-                         ("rep.gc", self.on_gc)):
+                         ("rep.gc", self.on_gc), ("rep.mpu", self.on_mpu)):
             t.register(name, fn)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
@@ -285,6 +286,20 @@ class Receiver:
             "object", ev.bucket, ev.key, stamps.judge(ev, node.resolver),
             lambda txn: versioned.put_replica(txn, meta, inline), new_data=tuple(data))
         return taken
+
+    async def on_mpu(self, msg: Message) -> dict[str, Any]:
+        from rs3gw.storage.multipart import InvalidPart
+        from rs3gw.storage.types import NoSuchUpload, PreconditionFailed, Unavailable
+
+        from .uploads import serve
+        if self.node.front is None:
+            raise RemoteError("Unavailable", "this node is not serving S3 yet")
+        try:
+            return await serve(self.node.front, msg.body, msg.stream)
+        except (NoSuchUpload, InvalidPart, PreconditionFailed, NoSuchBucket) as e:
+            raise RemoteError(type(e).__name__, str(e)) from None
+        except Unavailable as e:
+            raise RemoteError("Unavailable", str(e)) from None
 
     async def on_gc(self, msg: Message) -> dict[str, Any]:
         from .tombstones import is_tombstone_of

@@ -56,6 +56,7 @@ class Replicator:
         self.node = node
         self._fanouts: dict[str, FanOutWriter] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        node.front = self       # the owner side of rep.mpu runs this node's multipart calls
 
     # LocalStore attributes the server reads.
     @property
@@ -149,6 +150,12 @@ class Replicator:
         self.node.stats.delivered(dest, 1, 0, [lag(ev)])
         if isinstance(ev, DeleteObject) and self.node.queue is not None:
             await self.node.queue.ack_tombstone(dest, ev.event_id)
+
+    async def _ship_object(self, ev: ReplicationEvent, replicas: list[str]) -> None:
+        me = self.node.node_id
+        need = self.node.required() - (1 if me in replicas else 0)
+        await self._ship(ev, [n for n in replicas if n != me], max(0, need),
+                         drop_hint=me not in replicas)
 
     async def _heads(self, bucket: str, key: str, nodes: Iterable[str],
                      ) -> dict[str, tuple[ObjectVersion | None, ObjectMeta | None]]:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from rs3gw.storage import LocalStore, multipart, objects, versioned
+from rs3gw.storage import LocalStore, objects, versioned
 from rs3gw.storage.types import (
     BucketInfo,
     ListEntry,
@@ -35,26 +34,25 @@ from rs3gw.storage.types import (
     NoSuchBucket,
     NoSuchKey,
     ObjectMeta,
-    PartInfo,
     StorageError,
     Unavailable,
-    UploadInfo,
     WriteResult,
 )
 
 from . import stamps
 from .bucket_ops import BucketOps
-from .events import DeleteObject, PutObject, ReplicationEvent
+from .events import DeleteObject, PutObject
 from .fanout import FanOutWriter
 from .reads import RemoteReader, merge_pages
 from .receiver import local_meta, read_segments
 from .replicate import Newest, RemoteMeta, lag
 from .transport import RemoteError, TransportError
+from .uploads import UploadOps
 
 log = logging.getLogger("rs3gw.cluster.store")
 
 
-class ClusterStore(BucketOps):
+class ClusterStore(BucketOps, UploadOps):
     """The S3 layer's store in cluster mode (same methods as LocalStore)."""
 
     # --- object writes ------------------------------------------------------------------------
@@ -207,12 +205,6 @@ class ClusterStore(BucketOps):
         await self._ship_object(ev, replicas)
         return newest.meta
 
-    async def _ship_object(self, ev: ReplicationEvent, replicas: list[str]) -> None:
-        me = self.node.node_id
-        need = self.node.required() - (1 if me in replicas else 0)
-        await self._ship(ev, [n for n in replicas if n != me], max(0, need),
-                         drop_hint=me not in replicas)
-
     async def _fetch_bytes(self, newest: Newest, meta: ObjectMeta) -> list[WriteResult]:
         if newest.meta is None:
             raise NoSuchKey(meta.key)
@@ -273,50 +265,6 @@ class ClusterStore(BucketOps):
                                    segments=list(newest.meta.segments))
         await self._put_local_first(meta, None, None, False)
         return meta
-
-    # --- multipart: uploads live on the node that created them ---------------------------------
-
-    async def create_upload(self, info: UploadInfo) -> UploadInfo:
-        return await self.local.create_upload(info)
-
-    async def get_upload(self, bucket: str, upload_id: str) -> UploadInfo:
-        return await self.local.get_upload(bucket, upload_id)
-
-    async def put_part(self, bucket: str, upload_id: str, part_number: int, data: WriteResult,
-                       checksums: dict[str, str]) -> PartInfo:
-        return await self.local.put_part(bucket, upload_id, part_number, data, checksums)
-
-    async def list_parts(self, bucket: str, upload_id: str, *, part_marker: int = 0,
-                         max_parts: int = 1000) -> tuple[list[PartInfo], bool]:
-        return await self.local.list_parts(bucket, upload_id, part_marker=part_marker,
-                                           max_parts=max_parts)
-
-    async def list_uploads(self, bucket: str, **kw: Any) -> tuple[list[UploadInfo], list[str], bool]:
-        return await self.local.list_uploads(bucket, **kw)
-
-    async def abort_upload(self, bucket: str, upload_id: str) -> None:
-        await self.local.abort_upload(bucket, upload_id)
-
-    async def complete_upload(self, bucket: str, upload_id: str, meta: ObjectMeta,
-                              part_numbers: list[int], *, if_match: str | None = None,
-                              if_none_match: bool = False) -> ObjectMeta:
-        node = self.node
-        info = await self.local.get_upload(bucket, upload_id)
-        replicas = node.replicas(bucket, info.key)
-        self._precheck(replicas, node.required())
-        newest = await self._newest(bucket, info.key)
-        objects.check_conditions(newest.meta, if_match, if_none_match)
-        v = stamps.local_write(node.clock, node.node_id, newest.known, etag=meta.etag)
-        _, done = await self.local.apply_versioned(
-            "object", bucket, info.key, stamps.judge(v, node.resolver),
-            functools.partial(multipart.complete_upload, bucket=bucket, upload_id=upload_id,
-                              meta=meta, part_numbers=list(part_numbers), if_match=None,
-                              if_none_match=False))
-        committed: ObjectMeta = done
-        ev = PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
-                       meta=committed, source="CompleteMultipartUpload")
-        await self._ship_object(ev, replicas)
-        return committed
 
     # --- reads --------------------------------------------------------------------------------
 

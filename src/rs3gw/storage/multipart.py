@@ -58,7 +58,8 @@ def list_parts(conn: sqlite3.Connection, bucket: str, upload_id: str, part_marke
 
 def create_upload(txn: Txn, info: UploadInfo) -> UploadInfo:
     require_bucket(txn.conn, info.bucket)
-    info.upload_id = uuid.uuid4().hex
+    # A caller may name the upload (cluster mode puts the owner node in the id).
+    info.upload_id = info.upload_id or uuid.uuid4().hex
     info.initiated = txn.now
     txn.conn.execute(f"INSERT INTO uploads({UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                      encode_upload(info))

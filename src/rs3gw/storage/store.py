@@ -441,6 +441,27 @@ class LocalStore:
         return WriteResult(vid=data.vid, size=data.size, md5_hex=data.md5_hex,
                            checksums=dict(data.checksums))
 
+    async def read_write(self, data: WriteResult,
+                         chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The bytes of a finished, not yet committed write (cluster mode forwards a part that
+        arrived on one node to the node that owns its upload)."""
+        if data.inline is not None:
+            if data.inline:
+                yield data.inline
+            return
+        path = self._layout.tmp_path(DataLayout.check_vid(data.vid))
+        fd = await self._io_call(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            off = 0
+            while off < data.size:
+                chunk = await self._io_call(os.pread, fd, min(chunk_bytes, data.size - off), off)
+                if not chunk:
+                    raise StorageError(f"tmp file {data.vid} is shorter than its write")
+                off += len(chunk)
+                yield chunk
+        finally:
+            await self._io_call(os.close, fd)
+
     async def discard_write(self, data: WriteResult) -> None:
         """Remove the tmp file of a finished write (copy_data) that will not be committed."""
         if data.inline is not None:
