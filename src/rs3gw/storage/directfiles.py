@@ -72,15 +72,17 @@ def probe_direct(directory: str) -> str | None:
 
 class RingIO:
     """What the io_uring data path shares across one store: the ring, the buffer pools and the
-    O_DIRECT mode decided at start-up ("on" or "off", never "auto": no per-file probing)."""
+    O_DIRECT mode decided at start-up ("on", "writes" or "off", never "auto": no per-file
+    probing). ``direct``/``read_direct`` are what writers and readers open files with."""
 
     name = "uring"
 
     def __init__(self, backend: Ring, direct: str) -> None:
-        if direct not in ("on", "off"):
-            raise ValueError(f"direct must be 'on' or 'off', not {direct!r}")
+        if direct not in ("on", "writes", "off"):
+            raise ValueError(f"direct must be 'on', 'writes' or 'off', not {direct!r}")
         self.backend = backend
-        self.direct = direct
+        self.direct = "off" if direct == "off" else "on"
+        self.read_direct = "on" if direct == "on" else "off"
         self.write_pool = BufferPool(BUFFER_BYTES, WRITE_BUFFERS)
         self.read_pool = BufferPool(BUFFER_BYTES, READ_BUFFERS)
 
@@ -269,8 +271,9 @@ class RingRangeReader:
         io = self._io
         # /proc/self/fd reopens the very inode our fd holds, even if its name is gone by now.
         path = f"/proc/self/fd/{fd}"
-        opened = await _open_off_loop(self._pool, lambda: open_for_read(path, io.direct))
-        return DirectReader(path, io.backend, io.read_pool, io.direct, READ_DEPTH, opened=opened)
+        opened = await _open_off_loop(self._pool, lambda: open_for_read(path, io.read_direct))
+        return DirectReader(path, io.backend, io.read_pool, io.read_direct, READ_DEPTH,
+                            opened=opened)
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
         for fd, offset, length in self._pieces:
