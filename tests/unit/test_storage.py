@@ -352,7 +352,7 @@ def test_reader_survives_overwrite_and_delete(tmp_path: Path) -> None:
 def test_writer_abort_and_stray_tmp_cleanup(tmp_path: Path) -> None:
     async def body(s: LocalStore) -> None:
         w = s.begin_write()
-        await w.write(b"x" * 200_000)
+        await w.write(b"x" * 2_000_000)  # past the coalescing buffer: a tmp file exists
         assert tmp_files(tmp_path) == [w.vid]
         await w.abort()
         await w.abort()
