@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rs3gw.storage import ListPage, LocalStore, ObjectMeta
 from rs3gw.storage.listing import list_objects, prefix_upper_bound
-from rs3gw.storage.metadb import OBJECT_COLUMNS, connect_writer, encode_object
+from rs3gw.storage.metadb import OBJECT_INSERT, connect_writer, encode_object
 
 Item = tuple[str, str]   # ("key" | "prefix", value)
 
@@ -181,7 +181,7 @@ def _db_with(tmp: Path, group_size: int) -> sqlite3.Connection:
             [f"a{i:03d}" for i in range(50)] + [f"big/{i:07d}" for i in range(group_size)]
             + [f"z{i:03d}" for i in range(50)]]
     conn.execute("BEGIN")
-    conn.executemany(f"INSERT INTO objects({OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
+    conn.executemany(OBJECT_INSERT, rows)
     conn.execute("COMMIT")
     return conn
 
@@ -245,3 +245,39 @@ def test_group_with_no_upper_bound(env: tuple[asyncio.AbstractEventLoop, LocalSt
         assert not page.is_truncated
     page = loop.run_until_complete(store.list_objects(bucket, delimiter=top, max_keys=3))
     assert page_items(page)[-1] == ("prefix", top) and not page.is_truncated
+
+
+def test_rows_from_before_the_listing_columns_still_list(tmp_path: Path) -> None:
+    # A metadata file written by a release without objects.owner_id/algos: open() adds the columns,
+    # old rows are listed from their blob, new writes fill the columns.
+    db = tmp_path / "root" / ".rs3gw" / "meta.db"
+    db.parent.mkdir(parents=True)
+    old = sqlite3.connect(db)
+    old.executescript("""
+        CREATE TABLE buckets(name TEXT NOT NULL PRIMARY KEY, owner_id TEXT NOT NULL,
+            region TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
+        CREATE TABLE objects(bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY,
+            vid TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+            last_modified REAL NOT NULL, content_type TEXT, meta BLOB NOT NULL,
+            PRIMARY KEY(bucket, key)) WITHOUT ROWID;""")
+    old.execute("INSERT INTO buckets VALUES ('b', 'alice', 'us-east-1', 1.0)")
+    meta = ObjectMeta("b", "old", "", 0, "e", 1.0, owner_id="alice", checksums={"crc32c": "AAAAAA=="})
+    old.execute("INSERT INTO objects VALUES (?,?,?,?,?,?,?,?)", encode_object(meta)[:8])
+    old.commit()
+    old.close()
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "root")
+        await store.open()
+        try:
+            await store.put_object(ObjectMeta("b", "new", "", 0, "", 0.0, owner_id="bob"), None)
+            page = await store.list_objects("b")
+        finally:
+            await store.close()
+        got = {e.key: (e.owner_id, e.checksum_algorithms) for e in page.entries}
+        assert got == {"old": ("alice", ["crc32c"]), "new": ("bob", [])}
+    asyncio.run(main())
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT key, owner_id FROM objects ORDER BY key").fetchall() == \
+        [("new", "bob"), ("old", None)]
+    conn.close()

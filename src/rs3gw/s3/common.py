@@ -58,8 +58,12 @@ def http_date(ts: float) -> str:
 
 
 def iso8601(ts: float) -> str:
-    t = time.gmtime(ts)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int((ts % 1) * 1000):03d}Z"
+    return _iso_seconds(int(ts // 1)) + f".{int((ts % 1) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)   # listings: keys written in the same second share it
+def _iso_seconds(sec: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 def parse_http_date(value: str) -> float | None:

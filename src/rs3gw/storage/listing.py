@@ -122,7 +122,8 @@ def list_objects(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: 
                  after: str, max_keys: int) -> ListPage:
     def fetch(seek: Seek, upper: str | None, limit: int) -> list[tuple[Any, ...]]:
         params: list[Any] = [bucket]
-        sql = ("SELECT key, size, etag, last_modified, meta FROM objects WHERE bucket = ?"
+        sql = ("SELECT key, size, etag, last_modified, owner_id, algos, "
+               "CASE WHEN owner_id IS NULL THEN meta END FROM objects WHERE bucket = ?"
                + _key_range_sql(seek, upper, params) + " ORDER BY key LIMIT ?")
         params.append(limit)
         return conn.execute(sql, params).fetchall()
@@ -130,8 +131,11 @@ def list_objects(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: 
     rows, prefixes, truncated, last = _paginate(
         fetch, prefix, delimiter, _start_seek(prefix, delimiter, after), max_keys)
     entries = []
-    for key, size, etag, last_modified, blob in rows:
-        owner_id, algos = decode_object_summary(blob)
+    for key, size, etag, last_modified, owner_id, joined, blob in rows:
+        if owner_id is None:
+            owner_id, algos = decode_object_summary(blob)   # a row from before the columns
+        else:
+            algos = joined.split(",") if joined else []
         entries.append(ListEntry(key=key, size=size, etag=etag, last_modified=last_modified,
                                  owner_id=owner_id, checksum_algorithms=algos))
     return ListPage(entries=entries, common_prefixes=prefixes, is_truncated=truncated,

@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS objects(
     bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY, vid TEXT NOT NULL,
     size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL NOT NULL,
     content_type TEXT, meta BLOB NOT NULL,
+    -- Copies of what listings show from meta (owner, checksum algorithms joined by ","), so a
+    -- page never unpacks the blobs. NULL in rows written before these columns existed.
+    owner_id TEXT, algos TEXT,
     PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     upload_id TEXT NOT NULL PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY,
@@ -87,10 +90,14 @@ def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
         "segments": [[s.vid, s.size, s.etag, s.checksums, True] if s.inline
                      else [s.vid, s.size, s.etag, s.checksums] for s in m.segments],
     }
-    return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta))
+    return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta),
+            m.owner_id, ",".join(m.checksums))
 
 
+# What decode_object reads, and what encode_object writes (the listing columns besides).
 OBJECT_COLUMNS = "bucket, key, vid, size, etag, last_modified, content_type, meta"
+OBJECT_INSERT = (f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}, owner_id, algos) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?)")
 
 
 def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
@@ -150,7 +157,16 @@ def connect_writer(db_path: Path, durable: bool) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.executescript(SCHEMA)
+    _migrate(conn)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a metadata file written by an older release up to SCHEMA (idempotent)."""
+    cols = {row[1] for row in conn.execute("PRAGMA table_info(objects)")}
+    for col in ("owner_id", "algos"):
+        if col not in cols:
+            conn.execute(f"ALTER TABLE objects ADD COLUMN {col} TEXT")
 
 
 def connect_reader(db_path: Path) -> sqlite3.Connection:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rs3gw.storage.metadb import OBJECT_COLUMNS, Txn, decode_object, encode_object
+from rs3gw.storage.metadb import OBJECT_COLUMNS, OBJECT_INSERT, Txn, decode_object, encode_object
 from rs3gw.storage.types import (
     BucketExists,
     BucketInfo,
@@ -143,8 +143,7 @@ def _mark_inline(conn: sqlite3.Connection, meta: ObjectMeta, previous: ObjectMet
 
 
 def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None) -> None:
-    txn.conn.execute(f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                     encode_object(meta))
+    txn.conn.execute(OBJECT_INSERT, encode_object(meta))
     if previous is not None:
         _drop_unreferenced(txn, previous, meta)
 
@@ -190,6 +189,5 @@ def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str]) -> Ob
     if meta is None:
         raise NoSuchKey(key)
     meta.tags = dict(tags)
-    txn.conn.execute(f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                     encode_object(meta))
+    txn.conn.execute(OBJECT_INSERT, encode_object(meta))
     return meta

@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 from ...http.request import Response
 from ...storage import BucketInfo, ListPage
-from ..common import Ctx, iso8601, quote_etag, xml_response
+from ..common import Ctx, iso8601, xml_response
 from ..errors import S3Error
-from ..xml import document
+from ..xml import Raw, document, esc
 
 
 def max_keys(ctx: Ctx, name: str = "max-keys") -> int:
@@ -38,24 +38,23 @@ def encoder(ctx: Ctx):  # type: ignore[no-untyped-def]
     return lambda s: quote(s, safe="/~") if s is not None else None
 
 
-def _owner(ctx: Ctx, owner_id: str) -> list[tuple[str, object]]:
-    return [("ID", owner_id), ("DisplayName", owner_id)]
-
-
 def _contents(ctx: Ctx, page: ListPage, enc, fetch_owner: bool, tag: str = "Contents",  # type: ignore[no-untyped-def]
-              versions: bool = False) -> list[tuple[str, object]]:
-    out: list[tuple[str, object]] = []
+              versions: bool = False) -> list[Raw]:
+    # One f-string per entry: a 1,000-key page is most of a listing's CPU, and building a tree
+    # of tuples for document() to walk cost about twice as much (measured: benchmarks/e2e.py LIST).
+    out: list[Raw] = []
+    version = "<VersionId>null</VersionId><IsLatest>true</IsLatest>" if versions else ""
     for e in page.entries:
-        fields: list[tuple[str, object] | None] = [("Key", enc(e.key))]
-        if versions:
-            fields += [("VersionId", "null"), ("IsLatest", True)]
-        fields += [("LastModified", iso8601(e.last_modified)), ("ETag", quote_etag(e.etag)),
-                   ("Size", e.size)]
-        fields += [("ChecksumAlgorithm", a.upper()) for a in e.checksum_algorithms]
+        sums = "".join(f"<ChecksumAlgorithm>{a.upper()}</ChecksumAlgorithm>"
+                       for a in e.checksum_algorithms)
+        owner = ""
         if fetch_owner:
-            fields.append(("Owner", _owner(ctx, e.owner_id)))
-        fields.append(("StorageClass", "STANDARD"))
-        out.append((tag, fields))
+            oid = esc(e.owner_id)
+            owner = f"<Owner><ID>{oid}</ID><DisplayName>{oid}</DisplayName></Owner>"
+        out.append(Raw(
+            f"<{tag}><Key>{esc(enc(e.key))}</Key>{version}<LastModified>{iso8601(e.last_modified)}"
+            f"</LastModified><ETag>&quot;{esc(e.etag)}&quot;</ETag><Size>{e.size}</Size>{sums}{owner}"
+            f"<StorageClass>STANDARD</StorageClass></{tag}>"))
     return out
 
 
