@@ -423,6 +423,10 @@ class ReadPool:
         finally:
             conn.execute("COMMIT")
 
+    def call_one(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` that makes a single statement: its own snapshot, no BEGIN/COMMIT round."""
+        return fn(self._conn())
+
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)
         with self._lock:

@@ -87,6 +87,25 @@ def current_object(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMet
     return None if row is None else decode_object(row)
 
 
+def current_object_with_body(conn: sqlite3.Connection, bucket: str, key: str,
+                             ) -> tuple[ObjectMeta | None, bytes | None]:
+    """The key's object and, when it is a whole inline body stored under the object's own vid
+    (every local single-part PUT), that body: one statement for GetObject's usual case."""
+    row = conn.execute(
+        f"SELECT {', '.join('o.' + c.strip() for c in OBJECT_COLUMNS.split(','))}, i.data "
+        "FROM objects o LEFT JOIN inline_data i ON i.vid = o.vid "
+        "WHERE o.bucket = ? AND o.key = ?", (bucket, key)).fetchone()
+    if row is None:
+        return None, None
+    meta = decode_object(row[:-1])
+    body: bytes | None = row[-1]
+    segs = meta.segments
+    if body is not None and not (len(segs) == 1 and segs[0].inline and segs[0].vid == meta.vid
+                                 and len(body) == meta.size):
+        body = None
+    return meta, body
+
+
 def _unquote(etag: str) -> str:
     etag = etag.strip()
     etag = etag.removeprefix("W/")

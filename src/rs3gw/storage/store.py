@@ -341,25 +341,43 @@ class LocalStore:
 
     async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
                             ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
-        """GetObject/HeadObject's reads in one read-pool hop and one snapshot: the bucket, the
-        key's current version and, with ``with_body``, the whole body when it is stored inline
-        (None otherwise: the caller then uses open_reader)."""
+        """GetObject/HeadObject's reads in one read-pool hop: the bucket (from the cache when it
+        is there), the key's current version and, with ``with_body``, the whole body when it is
+        stored inline (None otherwise: the caller then uses open_reader)."""
+        cached = self._cached_bucket(bucket)
+        gen = self._bucket_gen
+
+        def one(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None]:
+            if not with_body:
+                return objects.current_object(conn, bucket, key), None
+            meta, body = objects.current_object_with_body(conn, bucket, key)
+            if (with_body and body is None and meta is not None and meta.size > 0
+                    and len(meta.segments) == 1 and meta.segments[0].inline
+                    and meta.segments[0].size == meta.size):
+                try:   # an inline body under another vid (a replica's copy, a metadata rewrite)
+                    body = objects.read_inline(conn, meta.segments[0].vid, 0, meta.size)
+                except StorageError:
+                    # Not answered before authorisation: open_reader raises it again in order.
+                    body = None
+            return meta, body
+
+        if cached is not None:
+            # The usual case: the bucket is cached, the rest is one statement (no transaction).
+            assert self._loop and self._reads
+            self._check_open()
+            meta, body = await self._loop.run_in_executor(self._reads.executor,
+                                                          self._reads.call_one, one)
+            return cached, meta, body
+
         def run(conn: sqlite3.Connection,
                 ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
             info = objects.get_bucket(conn, bucket)
             if info is None:
                 return None, None, None
-            meta = objects.current_object(conn, bucket, key)
-            body: bytes | None = None
-            if (with_body and meta is not None and meta.size > 0 and len(meta.segments) == 1
-                    and meta.segments[0].inline and meta.segments[0].size == meta.size):
-                try:
-                    body = objects.read_inline(conn, meta.segments[0].vid, 0, meta.size)
-                except StorageError:
-                    # Not answered before authorisation: open_reader raises it again in order.
-                    body = None
-            return info, meta, body
-        return await self._read(run)
+            return (info, *one(conn))
+        info, meta, body = await self._read(run)
+        self._remember_bucket(info, gen)
+        return info, meta, body
 
     @staticmethod
     def body_reader(body: bytes, start: int, end_inclusive: int,
