@@ -53,6 +53,8 @@ class Config:
     io_backend: str = "auto"
     direct_io: str = "auto"
     inline_max_bytes: int = 64 * 1024
+    # GetObject/HeadObject's one-statement lookup runs on the event loop (see LocalStore).
+    loop_reads: bool = True
 
     @property
     def anonymous_only(self) -> bool:
@@ -116,6 +118,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_IO_BACKEND": ("io_backend", choice("auto", "uring", "threads"), "io_backend"),
     "RS3GW_DIRECT_IO": ("direct_io", choice("auto", "on", "off"), "direct_io"),
     "RS3GW_INLINE_MAX_BYTES": ("inline_max_bytes", _inline_bytes, "inline_max_bytes"),
+    "RS3GW_LOOP_READS": ("loop_reads", parse_bool, "loop_reads"),
 }
 
 

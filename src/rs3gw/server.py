@@ -49,7 +49,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     except RuntimeError as e:  # a forced uring the kernel or the container refuses
         raise StartupError(str(e)) from e
     store = LocalStore(cfg.storage_root, durable=cfg.fsync, io_backend=io_backend,
-                       direct_io=cfg.direct_io, inline_max_bytes=cfg.inline_max_bytes)
+                       direct_io=cfg.direct_io, inline_max_bytes=cfg.inline_max_bytes,
+                       loop_reads=cfg.loop_reads)
     try:
         await store.open()
     except BaseException:
