@@ -149,3 +149,30 @@ def test_concurrent_writes_to_one_key_converge(tmp_path: Path, strategy: str) ->
         print(f"{strategy}: {conflicts} conflicts resolved across the nodes")
     finally:
         c.stop_all()
+
+
+def test_anti_entropy_repairs_what_a_lost_queue_never_delivered(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="async", factor=3,
+                     extra_env={"RS3GW_ANTI_ENTROPY_INTERVAL": "1"})
+    try:
+        c.start()
+        c.client(0).create_bucket(Bucket="aent")
+        wait(lambda: _drained(c, [0, 1, 2]), 30, "the bucket to reach every node")
+        c.kill(2)
+        c.wait_state(0, "node-2", "Failed", FAIL_WITHIN_S)
+        bodies = {f"lost-{i}": os.urandom(2000 + 9000 * i) for i in range(8)}
+        for k, v in bodies.items():
+            c.client(0).put_object(Bucket="aent", Key=k, Body=v)
+        wait(lambda: all(c.local_copy(1, "aent", k)[1] == v for k, v in bodies.items()), 30,
+             "node-1 to receive the writes")
+        # node-0 dies and its outbound queue (the events node-2 was waiting for) is lost with it.
+        c.kill(0)
+        for f in (c.nodes[0].storage_root / ".rs3gw").glob("replication.db*"):
+            f.unlink()
+        c.start_node(0)
+        c.start_node(2)
+        c.wait_members(3, on=[0, 1, 2])
+        wait(lambda: all(c.local_copy(2, "aent", k)[1] == v for k, v in bodies.items()), 45,
+             "anti-entropy to bring node-2 every object")
+    finally:
+        c.stop_all()

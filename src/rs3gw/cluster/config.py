@@ -51,6 +51,8 @@ class ClusterConfig:
     conflict_resolver: str | None = None
     # How often tombstones every replica holds are garbage-collected.
     tombstone_gc_interval_s: float = 60.0
+    # How often this node compares its objects with one peer (cluster/antientropy.py).
+    anti_entropy_interval_s: float = 60.0
     # Node-to-node TLS: cert + key for this node, CA that signs every node; mutual by default.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -150,6 +152,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "RS3GW_CONFLICT_RESOLUTION": ("conflict_resolution", choice(*CONFLICT_RESOLUTIONS)),
     "RS3GW_CONFLICT_RESOLVER": ("conflict_resolver", _resolver_path),
     "RS3GW_TOMBSTONE_GC_INTERVAL": ("tombstone_gc_interval_s", positive_seconds),
+    "RS3GW_ANTI_ENTROPY_INTERVAL": ("anti_entropy_interval_s", positive_seconds),
     "RS3GW_CLUSTER_TLS_CERT": ("tls_cert", existing_file),
     "RS3GW_CLUSTER_TLS_KEY": ("tls_key", existing_file),
     "RS3GW_CLUSTER_TLS_CA": ("tls_ca", existing_file),

@@ -39,7 +39,7 @@ async def hand_off(node: ClusterNode) -> int:
             v = stamps.decode(blob)
             if v is None:
                 continue
-            ev = await _event_for(node, bucket, key, v)
+            ev = await event_for(node, bucket, key, v)
             if ev is None:
                 continue
             for target in after.replicas(bucket, key):
@@ -48,25 +48,34 @@ async def hand_off(node: ClusterNode) -> int:
                 try:
                     if await _has(node, target, bucket, key, v):
                         continue
-                    if isinstance(ev, PutObject) and ev.meta.size:
-                        src = await node._local_source(ev)
-                        if src is None:
-                            break
-                        meta, reader = src
-                        try:
-                            await node.call(target, "rep.apply", {"ev": ev.encode()}, stream=reader,
-                                            stream_length=meta.size)
-                        finally:
-                            close = getattr(reader, "aclose", None)
-                            if close is not None:
-                                await close()
-                    else:
-                        await node.call(target, "rep.apply", {"ev": ev.encode()})
+                    if not await push_event(node, target, ev):
+                        break
                     sent += 1
                 except (TransportError, OSError) as e:
                     log.warning("hand-off of %s/%s to %s failed: %s", bucket, key, target, e)
     log.info("leave: handed off %d object copies", sent)
     return sent
+
+
+async def push_event(node: ClusterNode, target: str, ev: ReplicationEvent) -> bool:
+    """Send one event this node holds (with the object's bytes for a PutObject) to ``target``;
+    False if the local copy changed meanwhile (nothing was sent). Transport errors propagate."""
+    if isinstance(ev, PutObject) and ev.meta.size:
+        src = await node._local_source(ev)
+        if src is None:
+            return False
+        meta, reader = src
+        try:
+            await node.call(target, "rep.apply", {"ev": ev.encode()}, stream=reader,
+                            stream_length=meta.size)
+        finally:
+            close = getattr(reader, "aclose", None)
+            if close is not None:
+                await close()
+        node.stats.sent(meta.size)
+    else:
+        await node.call(target, "rep.apply", {"ev": ev.encode()})
+    return True
 
 
 async def _has(node: ClusterNode, target: str, bucket: str, key: str, v: object) -> bool:
@@ -77,7 +86,7 @@ async def _has(node: ClusterNode, target: str, bucket: str, key: str, v: object)
                                    theirs.vector.dominates(v.vector))
 
 
-async def _event_for(node: ClusterNode, bucket: str, key: str, v: object) -> ReplicationEvent | None:
+async def event_for(node: ClusterNode, bucket: str, key: str, v: object) -> ReplicationEvent | None:
     from .versions import ObjectVersion
     assert isinstance(v, ObjectVersion)
     if v.tombstone:

@@ -137,8 +137,11 @@ class ClusterNode:
         self._refresh()
         for dest in self.queue.destinations():
             self._ensure_sender(dest)
+        from . import antientropy
         from .tombstones import gc_loop
-        self._tasks.append(asyncio.get_running_loop().create_task(gc_loop(self)))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(gc_loop(self)))
+        self._tasks.append(loop.create_task(antientropy.loop(self)))
 
     def _refresh(self) -> None:
         # Replica sets span every member that is not leaving, Failed ones included: a write whose

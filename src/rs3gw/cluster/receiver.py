@@ -15,6 +15,7 @@ Messages (all ``rep.*``; bodies are msgpack maps, object bytes travel as the raw
 - ``rep.get`` {b, k, s, e}: the metadata and bytes [s, e] as the reply stream.
 - ``rep.list`` {b, p, d, a, n}: one page of this node's keys (the coordinator merges the pages).
 - ``rep.mpu`` {op, ...} [+ stream]: multipart calls for an upload this node owns (uploads.py).
+- ``rep.ae_digest`` / ``rep.ae_keys``: anti-entropy digests and entries (antientropy.py).
 - ``rep.gc`` {b, k, eid}: drop the key's tombstone if it is still that one (cluster/tombstones.py).
 """
 from __future__ import annotations
@@ -149,7 +150,8 @@ class Receiver:
                          ("rep.abort", self.on_abort), ("rep.apply", self.on_apply),
                          ("rep.batch", self.on_batch), ("rep.head", self.on_head),
                          ("rep.get", self.on_get), ("rep.list", self.on_list),
-                         ("rep.gc", self.on_gc), ("rep.mpu", self.on_mpu)):
+                         ("rep.gc", self.on_gc), ("rep.mpu", self.on_mpu),
+                         ("rep.ae_digest", self.on_ae_digest), ("rep.ae_keys", self.on_ae_keys)):
             t.register(name, fn)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
@@ -300,6 +302,14 @@ class Receiver:
             raise RemoteError(type(e).__name__, str(e)) from None
         except Unavailable as e:
             raise RemoteError("Unavailable", str(e)) from None
+
+    async def on_ae_digest(self, msg: Message) -> dict[str, Any]:
+        from .antientropy import on_digest
+        return await on_digest(self.node, msg)
+
+    async def on_ae_keys(self, msg: Message) -> dict[str, Any]:
+        from .antientropy import on_keys
+        return await on_keys(self.node, msg)
 
     async def on_gc(self, msg: Message) -> dict[str, Any]:
         from .tombstones import is_tombstone_of
