@@ -12,7 +12,6 @@ import collections
 import contextlib
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from rs3gw import __version__
@@ -31,7 +30,6 @@ from .receiver import Receiver
 from .transport import (
     Address,
     Message,
-    RemoteError,
     StreamSource,
     Transport,
     TransportError,
@@ -165,7 +163,9 @@ class ClusterNode:
             await self.queue.close()
 
     async def leave(self) -> None:
-        """Graceful leave (SIGTERM or POST /api/cluster/leave): Leaving, hand off, go."""
+        """Graceful leave (POST /api/cluster/leave): Leaving now (peers stop placing new data
+        here), then the server stops taking requests and depart() hands off and goes."""
+        self.membership._set_local(NodeState.LEAVING)
         self.leave_requested.set()
 
     async def depart(self, timeout_s: float = 60.0) -> None:
@@ -463,4 +463,4 @@ async def _aclose(reader: Any) -> None:
             await close()
 
 
-__all__ = ["ClusterNode", "RemoteError", "replace"]
+__all__ = ["ClusterNode"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rs3gw.storage import objects, versioned
-from rs3gw.storage.types import NoSuchBucket, ObjectMeta, Segment, StorageError, WriteResult
+from rs3gw.storage.types import NoSuchBucket, ObjectMeta, Segment, WriteResult
 
 from . import stamps
 from .events import (
@@ -404,4 +404,4 @@ def _event(d: Any) -> ReplicationEvent:
         raise RemoteError("BadEvent", str(e)) from e
 
 
-__all__ = ["Receiver", "StorageError", "object_from_map", "object_map", "read_segments"]
+__all__ = ["Receiver", "object_from_map", "object_map", "read_segments"]

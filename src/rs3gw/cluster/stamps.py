@@ -4,7 +4,6 @@ two things the cluster does with them: stamp a new local write, and judge an inc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import msgpack
 
@@ -74,8 +73,3 @@ def judge(incoming: ReplicationEvent | ObjectVersion, resolver: ConflictResolver
 
 def with_etag(v: ObjectVersion, etag: str) -> ObjectVersion:
     return ObjectVersion(v.vector, v.hlc, v.origin, etag, v.tombstone, v.created)
-
-
-def stamp_after(v: ObjectVersion, etag_of: Callable[[Any], str]) -> Callable[[Any], bytes]:
-    """A stamp naming what the body computed (the ETag of a completed multipart upload)."""
-    return lambda result: encode(with_etag(v, etag_of(result)))

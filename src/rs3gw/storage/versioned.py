@@ -25,11 +25,9 @@ from rs3gw.storage.types import ObjectMeta
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What ``decide`` returns: ``take_payload`` runs the body; ``stamp`` (if not None) is stored
-    as the item's stamp afterwards, whether or not the payload was taken (a merged vector). A
-    callable stamp is given the body's result (a stamp that names what the body computed, such as
-    a multipart ETag)."""
+    as the item's stamp afterwards, whether or not the payload was taken (a merged vector)."""
     take_payload: bool
-    stamp: bytes | Callable[[Any], bytes] | None
+    stamp: bytes | None
     tombstone: bool = False
 
 
@@ -57,8 +55,7 @@ def apply(txn: Txn, kind: str, bucket: str, key: str, decide: Decide,
     if verdict.take_payload and body is not None:
         result = body(txn)
     if verdict.stamp is not None:
-        stamp = verdict.stamp(result) if callable(verdict.stamp) else verdict.stamp
-        set_stamp(txn, kind, bucket, key, stamp, verdict.tombstone)
+        set_stamp(txn, kind, bucket, key, verdict.stamp, verdict.tombstone)
     return verdict.take_payload, result
 
 
