@@ -4,15 +4,21 @@ and the streaming upload/download mix used while a server's memory is sampled.""
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from .http1 import Connection, HttpError, Response, connect, request_head
 from .runner import Target, percentile
 from .sigv4 import canonical_query, uri_encode_path
 
-S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+# The page walk reads three things from a ListObjectsV2 body. A byte scan instead of an ElementTree:
+# building the tree of a 1,000-key page cost the client 3-4 ms, 40% of a page walk against rs3gw,
+# which made the client the bottleneck (measured: 9 ms walk per page, 5 ms of it the server).
+_KEY_RE = re.compile(rb"<Key>([^<]*)</Key>")
+_TRUNCATED_RE = re.compile(rb"<IsTruncated>([^<]*)</IsTruncated>")
+_TOKEN_RE = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 LIST_PAGES_MAX = 100_000
 STREAM_BLOCK_BYTES = 1 << 20
 
@@ -80,15 +86,19 @@ async def list_pass(target: Target, bucket: str, prefix: str, max_keys: int, exp
             page_ms.append((time.perf_counter() - t0) * 1e3)
             if resp.status != 200:
                 raise RuntimeError(f"ListObjectsV2: HTTP {resp.status} {resp.body[:300]!r}")
-            root = ET.fromstring(resp.body)
-            keys = [e.text or "" for e in root.iter(f"{S3_NS}Key")]
+            body = resp.body
+            if b"<ListBucketResult" not in body:
+                raise RuntimeError(f"ListObjectsV2: not a listing: {body[:300]!r}")
+            keys = [html.unescape(k.decode()) for k in _KEY_RE.findall(body)]
             if keys and (keys[0] <= last_key or keys != sorted(keys)):
                 raise RuntimeError(f"ListObjectsV2: keys out of order near {keys[0]!r}")
             if keys:
                 last_key = keys[-1]
             n_keys += len(keys)
-            truncated = (root.findtext(f"{S3_NS}IsTruncated") or "false") == "true"
-            token = root.findtext(f"{S3_NS}NextContinuationToken") or ""
+            m = _TRUNCATED_RE.search(body)
+            truncated = m is not None and m.group(1) == b"true"
+            t = _TOKEN_RE.search(body)
+            token = html.unescape(t.group(1).decode()) if t else ""
             if not truncated:
                 break
             if not token:
