@@ -176,3 +176,27 @@ def test_anti_entropy_repairs_what_a_lost_queue_never_delivered(tmp_path: Path) 
              "anti-entropy to bring node-2 every object")
     finally:
         c.stop_all()
+
+
+def test_async_queue_survives_a_sender_kill9(tmp_path: Path) -> None:
+    # node-0 takes writes while node-2 is down, then is killed itself: what it queued for node-2 is
+    # on its disk and is delivered once both are back.
+    c = ClusterProcs(tmp_path, 3, mode="async", factor=3)
+    try:
+        c.start()
+        c.client(0).create_bucket(Bucket="queued")
+        wait(lambda: _drained(c, [0, 1, 2]), 30, "the bucket to reach every node")
+        c.kill(2)
+        c.wait_state(0, "node-2", "Failed", FAIL_WITHIN_S)
+        bodies = {f"q-{i}": os.urandom(1500 + 20_000 * i) for i in range(10)}
+        for k, v in bodies.items():
+            c.client(0).put_object(Bucket="queued", Key=k, Body=v)
+        assert c.api(0, "replication")["destinations"]["node-2"]["pending"] >= len(bodies)
+        c.kill(0)
+        c.start_node(0)
+        c.start_node(2)
+        c.wait_members(3, on=[0, 1, 2])
+        wait(lambda: all(c.local_copy(2, "queued", k)[1] == v for k, v in bodies.items()), 45,
+             "node-0's queue to reach node-2 after both restarted")
+    finally:
+        c.stop_all()
