@@ -134,8 +134,6 @@ class ClusterStore(BucketOps, UploadOps):
         loop = asyncio.get_running_loop()
         if keep_local:
             commits[loop.create_task(self._commit_local(ev, data))] = me
-        else:
-            await self.local.discard_write(data)
         for n, body in fan.stages.items():
             commits[loop.create_task(node.call(n, "rep.commit", {"sid": body.get("sid"),
                                                                  "ev": ev.encode()}))] = n
@@ -156,16 +154,44 @@ class ClusterStore(BucketOps, UploadOps):
         if me in failed:
             # The hint (or local replica) failed to commit: nothing can be queued from here.
             raise StorageError(f"local commit failed: {failed}")
-        await node.enqueue(ev, [n for n in missing + failed if n != me])
-        if pending:
-            self._spawn(self._finish_ship(ev, {p: commits[p] for p in pending if commits[p] != me}))
-            for p in pending:
-                if commits[p] == me:
-                    await p
+        remote_failed = [n for n in failed if n != me]
+        if not keep_local and remote_failed:
+            # A replica took the bytes but not the commit: this node's copy becomes the hint the
+            # queue ships from, as if that replica had been down from the start.
+            await self._commit_local(ev, data)
+            keep_local = True
+        await node.enqueue(ev, missing + remote_failed)
+        rest = {p: commits[p] for p in pending if commits[p] != me}
+        if rest:
+            # Answered before the slowest replicas: they finish in the background. Until they
+            # have, the uncommitted local copy is kept, to become a hint if one of them fails.
+            hint = None if keep_local else data
+            self._spawn(self._finish_staged(ev, rest, hint))
+        elif not keep_local:
+            await self.local.discard_write(data)
+        for p in pending:
+            if commits[p] == me:
+                await p
         if ok < need:
             raise Unavailable(f"write committed on {ok} of the {need} replicas it needs; it will "
                               "reach the others")
         return None
+
+    async def _finish_staged(self, ev: PutObject, tasks: dict[asyncio.Task[Any], str],
+                             hint: WriteResult | None) -> None:
+        failed = []
+        for task, dest in tasks.items():
+            try:
+                await task
+                self.node.stats.delivered(dest, 1, 0, [lag(ev)])
+            except Exception:  # noqa: BLE001 - queued for a retry below
+                failed.append(dest)
+        if hint is not None:
+            if failed:
+                await self._commit_local(ev, hint)
+            else:
+                await self.local.discard_write(hint)
+        await self.node.enqueue(ev, failed)
 
     async def _commit_local(self, ev: PutObject, data: WriteResult) -> bool:
         meta = local_meta(ev.meta, [data])
