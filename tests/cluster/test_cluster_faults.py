@@ -151,52 +151,49 @@ def test_concurrent_writes_to_one_key_converge(tmp_path: Path, strategy: str) ->
         c.stop_all()
 
 
+def _writes_while_node2_is_down(c: ClusterProcs, bucket: str, n: int) -> dict[str, bytes]:
+    """Async cluster: node-2 is killed, node-0 takes ``n`` writes (queued on node-0 for node-2),
+    then node-0 is killed too. Returns what was written."""
+    c.start()
+    c.client(0).create_bucket(Bucket=bucket)
+    wait(lambda: _drained(c, [0, 1, 2]), 30, "the bucket to reach every node")
+    c.kill(2)
+    c.wait_state(0, "node-2", "Failed", FAIL_WITHIN_S)
+    bodies = {f"{bucket}-{i}": os.urandom(1500 + 20_000 * i) for i in range(n)}
+    for k, v in bodies.items():
+        c.client(0).put_object(Bucket=bucket, Key=k, Body=v)
+    assert c.api(0, "replication")["destinations"]["node-2"]["pending"] >= n
+    wait(lambda: all(c.local_copy(1, bucket, k)[1] == v for k, v in bodies.items()), 30,
+         "node-1 to receive the writes")
+    c.kill(0)
+    return bodies
+
+
+def _node2_ends_with(c: ClusterProcs, bucket: str, bodies: dict[str, bytes], what: str) -> None:
+    c.start_node(0)
+    c.start_node(2)
+    c.wait_members(3, on=[0, 1, 2])
+    wait(lambda: all(c.local_copy(2, bucket, k)[1] == v for k, v in bodies.items()), 45, what)
+
+
 def test_anti_entropy_repairs_what_a_lost_queue_never_delivered(tmp_path: Path) -> None:
     c = ClusterProcs(tmp_path, 3, mode="async", factor=3,
                      extra_env={"RS3GW_ANTI_ENTROPY_INTERVAL": "1"})
     try:
-        c.start()
-        c.client(0).create_bucket(Bucket="aent")
-        wait(lambda: _drained(c, [0, 1, 2]), 30, "the bucket to reach every node")
-        c.kill(2)
-        c.wait_state(0, "node-2", "Failed", FAIL_WITHIN_S)
-        bodies = {f"lost-{i}": os.urandom(2000 + 9000 * i) for i in range(8)}
-        for k, v in bodies.items():
-            c.client(0).put_object(Bucket="aent", Key=k, Body=v)
-        wait(lambda: all(c.local_copy(1, "aent", k)[1] == v for k, v in bodies.items()), 30,
-             "node-1 to receive the writes")
-        # node-0 dies and its outbound queue (the events node-2 was waiting for) is lost with it.
-        c.kill(0)
+        bodies = _writes_while_node2_is_down(c, "aent", 8)
+        # node-0's outbound queue (the events node-2 was waiting for) is lost with it.
         for f in (c.nodes[0].storage_root / ".rs3gw").glob("replication.db*"):
             f.unlink()
-        c.start_node(0)
-        c.start_node(2)
-        c.wait_members(3, on=[0, 1, 2])
-        wait(lambda: all(c.local_copy(2, "aent", k)[1] == v for k, v in bodies.items()), 45,
-             "anti-entropy to bring node-2 every object")
+        _node2_ends_with(c, "aent", bodies, "anti-entropy to bring node-2 every object")
     finally:
         c.stop_all()
 
 
 def test_async_queue_survives_a_sender_kill9(tmp_path: Path) -> None:
-    # node-0 takes writes while node-2 is down, then is killed itself: what it queued for node-2 is
-    # on its disk and is delivered once both are back.
+    # What node-0 queued for node-2 is on its disk and is delivered once both are back.
     c = ClusterProcs(tmp_path, 3, mode="async", factor=3)
     try:
-        c.start()
-        c.client(0).create_bucket(Bucket="queued")
-        wait(lambda: _drained(c, [0, 1, 2]), 30, "the bucket to reach every node")
-        c.kill(2)
-        c.wait_state(0, "node-2", "Failed", FAIL_WITHIN_S)
-        bodies = {f"q-{i}": os.urandom(1500 + 20_000 * i) for i in range(10)}
-        for k, v in bodies.items():
-            c.client(0).put_object(Bucket="queued", Key=k, Body=v)
-        assert c.api(0, "replication")["destinations"]["node-2"]["pending"] >= len(bodies)
-        c.kill(0)
-        c.start_node(0)
-        c.start_node(2)
-        c.wait_members(3, on=[0, 1, 2])
-        wait(lambda: all(c.local_copy(2, "queued", k)[1] == v for k, v in bodies.items()), 45,
-             "node-0's queue to reach node-2 after both restarted")
+        bodies = _writes_while_node2_is_down(c, "queued", 10)
+        _node2_ends_with(c, "queued", bodies, "node-0's queue to reach node-2 after both restarted")
     finally:
         c.stop_all()
