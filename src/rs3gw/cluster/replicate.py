@@ -133,15 +133,20 @@ class Replicator:
         if ok < need:
             raise Unavailable(f"{ev.OP} reached {ok} of the {need} replicas it needs")
 
-    async def _finish_ship(self, ev: ReplicationEvent, tasks: dict[asyncio.Task[Any], str],
-                           drop_hint: bool = False) -> None:
+    async def _settle(self, ev: ReplicationEvent, tasks: dict[asyncio.Task[Any], str]) -> list[str]:
+        """Wait for replica requests still in flight; the destinations that failed."""
         failed = []
         for task, dest in tasks.items():
             try:
                 await task
                 await self._delivered(dest, ev)
-            except Exception:  # noqa: BLE001 - queued for a retry
+            except Exception:  # noqa: BLE001 - the caller queues it for a retry
                 failed.append(dest)
+        return failed
+
+    async def _finish_ship(self, ev: ReplicationEvent, tasks: dict[asyncio.Task[Any], str],
+                           drop_hint: bool = False) -> None:
+        failed = await self._settle(ev, tasks)
         await self.node.enqueue(ev, failed)
         if drop_hint and not failed:
             await self.node.drop_hint(ev)

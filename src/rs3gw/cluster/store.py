@@ -179,13 +179,7 @@ class ClusterStore(BucketOps, UploadOps):
 
     async def _finish_staged(self, ev: PutObject, tasks: dict[asyncio.Task[Any], str],
                              hint: WriteResult | None) -> None:
-        failed = []
-        for task, dest in tasks.items():
-            try:
-                await task
-                self.node.stats.delivered(dest, 1, 0, [lag(ev)])
-            except Exception:  # noqa: BLE001 - queued for a retry below
-                failed.append(dest)
+        failed = await self._settle(ev, tasks)
         if hint is not None:
             if failed:
                 await self._commit_local(ev, hint)
