@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import queue
 import random
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rs3gw.storage.datafiles import fsync_dir
+from rs3gw.storage.metadb import savepoint_each
 
 from .events import DeleteObject, ReplicationEvent, pack_event, unpack_event
 from .hlc import HLCTimestamp, wall_clock_ms
@@ -211,14 +213,7 @@ class _DbThread:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for fn, _ in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        results.append((fn(conn), None))
-                    except Exception as e:  # noqa: BLE001 - the op fails alone; its caller gets it
-                        conn.execute("ROLLBACK TO op")
-                        results.append((None, e))
-                    conn.execute("RELEASE op")
+                results = list(savepoint_each(conn, [functools.partial(fn, conn) for fn, _ in batch]))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

@@ -8,6 +8,7 @@ Reads use read-only connections, one per read-pool thread.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import sqlite3
@@ -213,6 +214,23 @@ class Txn:
         self.conn.execute("DELETE FROM inline_data WHERE vid = ?", (vid,))
 
 
+def savepoint_each(conn: sqlite3.Connection, calls: list[Callable[[], Any]],
+                   ) -> list[tuple[Any, Exception | None]]:
+    """Group commit's inner loop: run each call in its own SAVEPOINT of the caller's open
+    transaction. A call that raises is rolled back alone; its exception is returned in its slot,
+    the others still commit with the transaction."""
+    out: list[tuple[Any, Exception | None]] = []
+    for call in calls:
+        conn.execute("SAVEPOINT op")
+        try:
+            out.append((call(), None))
+        except Exception as exc:  # noqa: BLE001 - the op fails alone; its caller gets it
+            conn.execute("ROLLBACK TO op")
+            out.append((None, exc))
+        conn.execute("RELEASE op")
+    return out
+
+
 @dataclass
 class WriteOp:
     fn: Callable[[Txn], Any]
@@ -290,17 +308,14 @@ class WriterThread:
             try:
                 self._forget_done(conn)
                 now = time.time()
-                for op in batch:
-                    txn = Txn(conn, now)
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        op.result = op.fn(txn)
-                    except Exception as exc:  # noqa: BLE001 - the op fails alone; its future gets it
-                        conn.execute("ROLLBACK TO op")
-                        op.error = exc
+                txns = [Txn(conn, now) for _ in batch]
+                outcomes = savepoint_each(conn, [functools.partial(op.fn, txn)
+                                                 for op, txn in zip(batch, txns, strict=True)])
+                for op, txn, (result, exc) in zip(batch, txns, outcomes, strict=True):
+                    if exc is None:
+                        op.result, op.txn = result, txn
                     else:
-                        op.txn = txn
-                    conn.execute("RELEASE op")
+                        op.error = exc
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
