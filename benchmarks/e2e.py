@@ -152,9 +152,12 @@ def rss_under_streams(gw: servers.Rs3gw, target: Target, clients: int, obj_bytes
                                                    budget_bytes, key, out), daemon=True)
     done = threading.Event()
 
+    pss: list[int] = []
+
     def sample() -> None:
         while not done.is_set():
             samples.append(servers.rss_bytes(gw.pid))
+            pss.append(servers.pss_bytes(gw.pid))
             time.sleep(RSS_SAMPLE_S)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -172,8 +175,9 @@ def rss_under_streams(gw: servers.Rs3gw, target: Target, clients: int, obj_bytes
     after = servers.rss_bytes(gw.pid)
     res = {"clients": clients, "object_bytes": obj_bytes, "budget_bytes": budget_bytes, **moved,
            "rss_idle_bytes": idle, "rss_peak_bytes": max(samples, default=0), "rss_after_bytes": after,
-           "samples": len(samples)}
-    log(f"RSS: idle {idle / MIB:.0f} MiB, peak {res['rss_peak_bytes'] / MIB:.0f} MiB, after {after / MIB:.0f} MiB"
+           "pss_peak_bytes": max(pss, default=0), "samples": len(samples)}
+    log(f"RSS (all processes): idle {idle / MIB:.0f} MiB, peak {res['rss_peak_bytes'] / MIB:.0f} MiB "
+        f"(PSS {res['pss_peak_bytes'] / MIB:.0f}), after {after / MIB:.0f} MiB"
         f" ({moved['uploaded_bytes'] / MIB:.0f} MiB up, {moved['downloaded_bytes'] / MIB:.0f} MiB down"
         f" in {moved['seconds']:.1f}s)")
     return res

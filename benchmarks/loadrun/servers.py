@@ -212,21 +212,58 @@ class Nginx(_Managed):
             self.proc = None
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set of `pid` (VmRSS), 0 when it is gone."""
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (rs3gw with RS3GW_WORKERS > 1 is a supervisor and its workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _status_kib(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(field):
+                return int(line.split()[1])
     except OSError:
         pass
     return 0
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident set of `pid` and its descendants: the sum of their VmRSS (pages the workers
+    share copy-on-write count once per process, so this overstates; see pss_bytes). 0 when gone."""
+    return sum(_status_kib(p, "VmRSS:") for p in process_tree(pid)) * 1024
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of `pid` and its descendants: shared pages split between the
+    processes that map them, i.e. the memory the tree really holds. 0 when gone."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
 def process_cpu_s(pid: int) -> float:
-    """utime + stime of `pid` from /proc, in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
+    """utime + stime of `pid` and its live descendants from /proc, in seconds."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return total

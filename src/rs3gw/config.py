@@ -14,6 +14,8 @@ from typing import Any
 
 from .envparse import choice, existing_file, parse_bool, positive_int, positive_seconds
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class ConfigError(Exception):
     pass
@@ -55,6 +57,8 @@ class Config:
     inline_max_bytes: int = 64 * 1024
     # GetObject/HeadObject's one-statement lookup runs on the event loop (see LocalStore).
     loop_reads: bool = True
+    # Server processes sharing the port (rs3gw.workers); cluster mode always runs one.
+    workers: int = field(default_factory=lambda: usable_cores())
 
     @property
     def anonymous_only(self) -> bool:
@@ -76,6 +80,23 @@ def _root_user_id(access_key: str) -> str:
     import hashlib
     # A stable 64-hex canonical id, like AWS's, derived from the key so it survives restarts.
     return hashlib.sha256(b"rs3gw-root:" + access_key.encode()).hexdigest()
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset or a cgroup cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:       # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers(v: str) -> int:
+    if v.strip().lower() == "auto":
+        return usable_cores()
+    n = positive_int(v)
+    if n > 256:
+        raise ValueError(f"at most 256 worker processes, got {n}")
+    return n
 
 
 def _parse_addr(v: str) -> tuple[str, int]:
@@ -119,6 +140,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_DIRECT_IO": ("direct_io", choice("auto", "on", "off"), "direct_io"),
     "RS3GW_INLINE_MAX_BYTES": ("inline_max_bytes", _inline_bytes, "inline_max_bytes"),
     "RS3GW_LOOP_READS": ("loop_reads", parse_bool, "loop_reads"),
+    "RS3GW_WORKERS": ("workers", _workers, "workers"),
 }
 
 

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import ssl
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, checksums
 from ._core.directio import select_backend
 from .cluster.config import ClusterConfig, load_cluster_config
-from .config import Config, ConfigError, load_config
+from .config import LOG_FORMAT, Config, ConfigError, load_config
 from .http.request import Request
 from .http.server import HttpLimits, HttpServer
 from .observability import loopguard
@@ -20,24 +23,31 @@ from .observability.metrics import Metrics
 from .s3 import chunked
 from .s3.app import S3App
 from .storage import LocalStore, StorageError
+from .storage.directfiles import IO_BUFFERS
+from .tls import ssl_context
 
 log = logging.getLogger("rs3gw")
+
+# A worker keeps enough I/O buffers for a few streams at full ring depth however many there are.
+IO_BUFFERS_PER_WORKER_MIN = 16
 
 
 class StartupError(Exception):
     """Start-up cannot go on (e.g. RS3GW_IO_BACKEND=uring where io_uring is refused)."""
 
 
-def _ssl_context(cfg: Config) -> ssl.SSLContext | None:
-    if cfg.tls_cert is None or cfg.tls_key is None:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
-    return ctx
+@dataclass(frozen=True)
+class WorkerSeat:
+    """What a worker process gets from the supervisor (rs3gw.workers): its index, the listening
+    socket it accepts on (SO_REUSEPORT, one per worker) and the pipe end where it reports ready."""
+    index: int
+    workers: int
+    sock: socket.socket
+    ready_fd: int
 
 
 async def serve(cfg: Config, stop: asyncio.Event | None = None,
-                cluster_cfg: ClusterConfig | None = None) -> None:
+                cluster_cfg: ClusterConfig | None = None, seat: WorkerSeat | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if loopguard.enabled_by_env():
@@ -50,7 +60,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         raise StartupError(str(e)) from e
     store = LocalStore(cfg.storage_root, durable=cfg.fsync, io_backend=io_backend,
                        direct_io=cfg.direct_io, inline_max_bytes=cfg.inline_max_bytes,
-                       loop_reads=cfg.loop_reads)
+                       loop_reads=cfg.loop_reads, supervised=seat is not None,
+                       io_buffers=_io_buffers(seat))
     try:
         await store.open()
     except BaseException:
@@ -83,9 +94,10 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         metrics.observe(req.operation, status, bytes_in, bytes_out,
                         time.monotonic() - req.started)
 
-    tls = _ssl_context(cfg)
+    tls = ssl_context(cfg)
     server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response)
-    host, port = await server.start(cfg.bind_host, cfg.bind_port)
+    host, port = await server.start(cfg.bind_host, cfg.bind_port,
+                                    sock=seat.sock if seat is not None else None)
     backends = {"checksums": checksums.backend, "hasher": checksums.hasher_backend,
                 "chunked": chunked.backend, "io": store.io_backend, "direct_io": store.direct_io,
                 "http": "httptools+" + type(loop).__module__.split(".")[0]}
@@ -102,9 +114,16 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     app.ready = True
     scheme = "https" if tls else "http"
     storage_root = await loop.run_in_executor(None, cfg.storage_root.resolve)  # stats: blocking
-    log.info("rs3gw %s listening on %s://%s:%d storage_root=%s fsync=%s %s", __version__, scheme, host,
-             port, storage_root, "on" if cfg.fsync else "off",
-             " ".join(f"{k}={v}" for k, v in backends.items()) + cluster_note)
+    where = (f"{scheme}://{host}:{port} storage_root={storage_root} "
+             f"fsync={'on' if cfg.fsync else 'off'} "
+             + " ".join(f"{k}={v}" for k, v in backends.items()) + cluster_note)
+    if seat is None:
+        log.info("rs3gw %s listening on %s", __version__, where)
+    else:
+        # The supervisor logs the one "listening" line once every worker reported; one line,
+        # well under PIPE_BUF, so reports from several workers never interleave.
+        await loop.run_in_executor(None, os.write, seat.ready_fd,
+                                   f"{seat.index} {where}\n".encode())
     await stop.wait()
     app.ready = False
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
@@ -123,23 +142,36 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     log.info("rs3gw stopped")
 
 
+def _io_buffers(seat: WorkerSeat | None) -> int:
+    # The ring's buffer pools stay resident once used: N workers share one process's worth.
+    if seat is None:
+        return IO_BUFFERS
+    return max(IO_BUFFERS_PER_WORKER_MIN, IO_BUFFERS // seat.workers)
+
+
 async def _stop_on(event: asyncio.Event, stop: asyncio.Event) -> None:
     await event.wait()
     stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One server process (RS3GW_WORKERS is the CLI's business: rs3gw.cli.server)."""
     try:
         cfg = load_config()
         cluster_cfg = load_cluster_config(storage_root=cfg.storage_root)
     except ConfigError as e:
         print(f"rs3gw: configuration error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr, format=LOG_FORMAT)
+    return run(cfg, cluster_cfg)
+
+
+def run(cfg: Config, cluster_cfg: ClusterConfig | None = None,
+        seat: WorkerSeat | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if start-up failed."""
     try:
         import uvloop
-        uvloop.run(serve(cfg, cluster_cfg=cluster_cfg))
+        uvloop.run(serve(cfg, cluster_cfg=cluster_cfg, seat=seat))
     except (OSError, StorageError, StartupError, ssl.SSLError) as e:
         print(f"rs3gw: cannot start: {e}", file=sys.stderr)
         return 1

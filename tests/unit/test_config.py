@@ -25,6 +25,9 @@ def test_defaults() -> None:
     ({"RS3GW_USERS_FILE": "/nonexistent.toml"}, "RS3GW_USERS_FILE"),
     ({"RS3GW_IO_BACKEND": "aio"}, "RS3GW_IO_BACKEND"),
     ({"RS3GW_DIRECT_IO": "maybe"}, "RS3GW_DIRECT_IO"),
+    ({"RS3GW_WORKERS": "0"}, "RS3GW_WORKERS"),
+    ({"RS3GW_WORKERS": "many"}, "RS3GW_WORKERS"),
+    ({"RS3GW_WORKERS": "1000"}, "RS3GW_WORKERS"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], var: str) -> None:
     with pytest.raises(ConfigError, match=var):
@@ -52,3 +55,11 @@ def test_users_file_and_toml(tmp_path: Path) -> None:
     assert c.fsync is False
     assert [u.access_key for u in c.all_users()] == ["ROOT", "AKALICE"]
     assert c.users[0].user_id == "alice-id" and c.users[0].display_name == "alice"
+
+
+def test_workers_default_to_the_usable_cores() -> None:
+    import os
+    cores = len(os.sched_getaffinity(0))
+    assert load_config({}).workers == cores
+    assert load_config({"RS3GW_WORKERS": "auto"}).workers == cores
+    assert load_config({"RS3GW_WORKERS": "3"}).workers == 3

@@ -86,7 +86,7 @@ def test_forced_uring_that_cannot_work_stops_start_up(
 
 
 def test_abandoned_reader_and_aborted_writer_give_their_buffers_back(tmp_path: Path) -> None:
-    from rs3gw.storage.directfiles import READ_BUFFERS, WRITE_BUFFERS
+    from rs3gw.storage.directfiles import IO_BUFFERS
 
     async def main() -> None:
         ring, _ = select_backend("uring")
@@ -99,7 +99,7 @@ def test_abandoned_reader_and_aborted_writer_give_their_buffers_back(tmp_path: P
             w = store.begin_write()
             await w.write(os.urandom(6 * 1024 * 1024))
             await w.abort()
-            assert io.write_pool.available == WRITE_BUFFERS
+            assert io.write_pool.available == IO_BUFFERS
             assert os.listdir(tmp_path / ".rs3gw" / "tmp") == []
             w = store.begin_write()
             await w.write(os.urandom(8 * 1024 * 1024))
@@ -109,7 +109,7 @@ def test_abandoned_reader_and_aborted_writer_give_their_buffers_back(tmp_path: P
             first = await it.__anext__()
             assert len(first) == 1 << 20
             await it.aclose()  # type: ignore[attr-defined]
-            assert io.read_pool.available == READ_BUFFERS
+            assert io.read_pool.available == IO_BUFFERS
         finally:
             await store.close()
             await ring.aclose()

@@ -1,10 +1,14 @@
-"""Prometheus metrics, one registry per process (prometheus-client)."""
+"""Prometheus metrics (prometheus-client): one registry per process, or, with RS3GW_WORKERS > 1,
+the library's multi-process mode, where every worker's values live in files under
+PROMETHEUS_MULTIPROC_DIR and a scrape of any worker adds up all of them."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .cluster_metrics import ClusterCollector
 
@@ -19,9 +23,26 @@ _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 _CHILDREN_CACHED_MAX = 1024
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The multi-process directory when this process's metrics are in multi-process mode."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return None
+    # prometheus-client chooses its value class when it is first imported: the supervisor sets
+    # the variable before anything imports it (rs3gw.cli.server). A late setting would make every
+    # worker count alone while the scrape claims the sum, so refuse it.
+    if values.ValueClass is values.MutexValue:
+        raise RuntimeError(f"{MULTIPROC_ENV} was set after prometheus_client was imported")
+    return path
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._multiproc_dir = multiprocess_dir()
         r = self.registry
         self.requests = Counter("rs3gw_requests", "S3 requests by operation and HTTP status",
                                 ["operation", "status"], registry=r)
@@ -30,9 +51,13 @@ class Metrics:
         self.latency = Histogram("rs3gw_request_duration_seconds", "Time from request headers to the "
                                  "end of the response", ["operation"], buckets=_LATENCY_BUCKETS_S,
                                  registry=r)
-        self.in_flight = Gauge("rs3gw_requests_in_flight", "Requests being handled", registry=r)
+        # Multi-process: in-flight requests add up over the live workers; the backend choice is
+        # the same in each (max), and neither carries a per-worker pid label.
+        self.in_flight = Gauge("rs3gw_requests_in_flight", "Requests being handled", registry=r,
+                               multiprocess_mode="livesum")
         self.backend = Gauge("rs3gw_backend_info", "Implementation in use for each hot path",
-                             ["component", "implementation"], registry=r)
+                             ["component", "implementation"], registry=r,
+                             multiprocess_mode="max")
         self.limit_hits = Counter("rs3gw_limit_rejections", "Requests refused by a configured limit",
                                   ["limit"], registry=r)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -63,4 +88,9 @@ class Metrics:
         self.registry.register(self._cluster)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self._multiproc_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        # Reads every worker's files (a few KiB each): once per scrape, never per request.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiproc_dir)
+        return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -6,6 +6,7 @@ answered before its body is read (and before ``100 Continue`` is sent).
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
@@ -157,7 +158,9 @@ class S3App:
         if "authorization" in req.headers or "X-Amz-Signature" in req.query:
             return None     # a signed request for a bucket of that name
         if req.path == "/metrics":
-            body, ctype = self.metrics.render()
+            # Off the loop: with several workers a scrape reads every worker's metric files.
+            body, ctype = await asyncio.get_running_loop().run_in_executor(None,
+                                                                           self.metrics.render)
             return Response(200, [("Content-Type", ctype)], body)
         if req.path == "/ready" and not self.ready:
             return Response(503, [("Content-Type", "text/plain")], b"starting\n")

@@ -35,8 +35,7 @@ from rs3gw.storage.types import WriteResult
 log = logging.getLogger(__name__)
 
 BUFFER_BYTES = 1 << 20
-WRITE_BUFFERS = 64
-READ_BUFFERS = 64
+IO_BUFFERS = 64     # per pool (writes, reads), for one process
 WRITE_DEPTH = 4
 READ_DEPTH = 2
 
@@ -77,14 +76,16 @@ class RingIO:
 
     name = "uring"
 
-    def __init__(self, backend: Ring, direct: str) -> None:
+    def __init__(self, backend: Ring, direct: str, buffers: int = IO_BUFFERS) -> None:
         if direct not in ("on", "writes", "off"):
             raise ValueError(f"direct must be 'on', 'writes' or 'off', not {direct!r}")
         self.backend = backend
         self.direct = "off" if direct == "off" else "on"
         self.read_direct = "on" if direct == "on" else "off"
-        self.write_pool = BufferPool(BUFFER_BYTES, WRITE_BUFFERS)
-        self.read_pool = BufferPool(BUFFER_BYTES, READ_BUFFERS)
+        # ``buffers`` of each kind: their pages stay resident once used, so several worker
+        # processes share the default between them (rs3gw.server) instead of each taking it all.
+        self.write_pool = BufferPool(BUFFER_BYTES, buffers)
+        self.read_pool = BufferPool(BUFFER_BYTES, buffers)
 
     def close(self) -> None:
         for pool in (self.write_pool, self.read_pool):

@@ -8,13 +8,15 @@ Reads use read-only connections, one per read-pool thread.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,9 +248,16 @@ _STOP = object()
 
 
 class WriterThread:
+    """``txn_lock_fd``: with several processes on one database (RS3GW_WORKERS), a descriptor of
+    the root's writer lock file, opened by this process; each transaction holds an flock on it.
+    SQLite alone would serialise the processes too, but its busy handler sleeps and polls (1, 2,
+    5, 10 ms ...) while the other process commits; a blocked flock() wakes the moment it is free.
+    Measured end to end (4 KiB PUT, 16 connections, 2 workers): see the commit that added it."""
+
     def __init__(self, conn: sqlite3.Connection, layout: DataLayout,
-                 deliver: Callable[[list[WriteOp]], None]) -> None:
+                 deliver: Callable[[list[WriteOp]], None], txn_lock_fd: int = -1) -> None:
         self._conn = conn
+        self._txn_lock_fd = txn_lock_fd
         self._layout = layout
         self._deliver = deliver
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -304,23 +313,8 @@ class WriterThread:
         conn = self._conn
         try:
             self._layout.sync_dirs(self._dirty_dirs)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._forget_done(conn)
-                now = time.time()
-                txns = [Txn(conn, now) for _ in batch]
-                outcomes = savepoint_each(conn, [functools.partial(op.fn, txn)
-                                                 for op, txn in zip(batch, txns, strict=True)])
-                for op, txn, (result, exc) in zip(batch, txns, outcomes, strict=True):
-                    if exc is None:
-                        op.result, op.txn = result, txn
-                    else:
-                        op.error = exc
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self._txn_lock():
+                self._commit_batch(conn, batch)
             self.batches_committed += 1
             self.ops_committed += len(batch)
             self._dirty_dirs.clear()
@@ -336,6 +330,36 @@ class WriterThread:
             self._after_commit(batch)
         finally:
             self._deliver(batch)
+
+    @contextlib.contextmanager
+    def _txn_lock(self) -> Iterator[None]:
+        if self._txn_lock_fd < 0:
+            yield
+            return
+        fcntl.flock(self._txn_lock_fd, fcntl.LOCK_EX)     # blocks this thread only (no GIL)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._txn_lock_fd, fcntl.LOCK_UN)
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[WriteOp]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._forget_done(conn)
+            now = time.time()
+            txns = [Txn(conn, now) for _ in batch]
+            outcomes = savepoint_each(conn, [functools.partial(op.fn, txn)
+                                             for op, txn in zip(batch, txns, strict=True)])
+            for op, txn, (result, exc) in zip(batch, txns, outcomes, strict=True):
+                if exc is None:
+                    op.result, op.txn = result, txn
+                else:
+                    op.error = exc
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _forget_done(self, conn: sqlite3.Connection) -> None:
         if self._done_gc:
@@ -377,9 +401,10 @@ class WriterThread:
             return
         try:
             self._layout.sync_dirs(self._dirty_dirs)
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._forget_done(self._conn)
-            self._conn.execute("COMMIT")
+            with self._txn_lock():
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._forget_done(self._conn)
+                self._conn.execute("COMMIT")
         except Exception:
             log.exception("final gc bookkeeping failed; redone at restart")
             if self._conn.in_transaction:

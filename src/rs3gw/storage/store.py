@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import fcntl
 import functools
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any, TypeVar
 from rs3gw._core.io_threads import IOBackend
 from rs3gw._core.uring import Ring
 from rs3gw.storage import listing, multipart, objects, versioned
+from rs3gw.storage.bucketgen import SharedGeneration
 from rs3gw.storage.datafiles import (
     HASH_ON_LOOP_MAX_BYTES,
     INLINE_MAX_BYTES,
@@ -53,7 +53,7 @@ from rs3gw.storage.datafiles import (
     plan_range,
     write_tmp_sync,
 )
-from rs3gw.storage.directfiles import RingIO, RingRangeReader, RingSink, probe_direct
+from rs3gw.storage.directfiles import IO_BUFFERS, RingIO, RingRangeReader, RingSink, probe_direct
 from rs3gw.storage.metadb import (
     ReadPool,
     Txn,
@@ -61,8 +61,8 @@ from rs3gw.storage.metadb import (
     WriterThread,
     connect_reader,
     connect_writer,
-    recover,
 )
+from rs3gw.storage.rootlock import release_root, take_root
 from rs3gw.storage.types import (
     BucketInfo,
     ListPage,
@@ -92,12 +92,18 @@ class LocalStore:
     ``direct_io`` (auto|on|off) applies to the ring path; auto probes the storage root at open and
     uses O_DIRECT for writes only; on uses it for reads too.
     ``inline_max_bytes``: objects up to this size live in the metadata store, not in data files
-    (0: only empty ones)."""
+    (0: only empty ones).
+    ``supervised``: this store is one of several worker processes on the root (RS3GW_WORKERS):
+    the supervisor holds the root's lock and runs recovery (take_root/release_root) before the
+    workers start and after they all stopped; a worker never sweeps tmp/, which the others share.
+    Object rows and files need nothing more (SQLite serialises the writers; a committed file is
+    found in tmp/ or objects/ by any process); the bucket cache checks a shared generation."""
 
     def __init__(self, root: str | Path, *, durable: bool = True, read_threads: int = 4,
                  io_threads: int = 8, io_backend: IOBackend | None = None,
                  direct_io: str = "auto", inline_max_bytes: int = INLINE_MAX_BYTES,
-                 loop_reads: bool = True) -> None:
+                 loop_reads: bool = True, supervised: bool = False,
+                 io_buffers: int = IO_BUFFERS) -> None:
         if direct_io not in ("auto", "on", "off"):
             raise ValueError(f"direct_io must be auto, on or off, not {direct_io!r}")
         if inline_max_bytes < 0:
@@ -117,12 +123,19 @@ class LocalStore:
         self._loop_reads = loop_reads
         self._loop_conn: sqlite3.Connection | None = None
         self._lock_fd = -1
+        self._txn_lock_fd = -1      # supervised: this process's descriptor of writer.lock
         self._slots: asyncio.Semaphore | None = None
         # vids handed to a queued commit: ObjectWriter.abort() must leave their files alone.
         self._claimed: dict[str, int] = {}
         # get_bucket's cache; _bucket_gen counts bucket writes submitted and finished.
         self._bucket_cache: dict[str, BucketInfo] = {}
         self._bucket_gen = 0
+        # Bucket writes by any process on the root (see bucketgen); _shared_seen: the value the
+        # cache was filled under.
+        self._shared_gen = SharedGeneration(str(self._layout.base / "buckets.gen"))
+        self._shared_seen = -1
+        self._supervised = supervised
+        self._io_buffers = io_buffers
         self._closed = True
         self._backend = io_backend
         self._direct_wanted = direct_io
@@ -144,41 +157,41 @@ class LocalStore:
             self._io.shutdown(wait=False)
             raise
         if isinstance(self._backend, Ring):
-            self._ring = RingIO(self._backend, self.direct_io)
+            self._ring = RingIO(self._backend, self.direct_io, self._io_buffers)
             self.io_backend = "uring"
         self._reads = ReadPool(self._db_path, self._read_threads)
         self._slots = asyncio.Semaphore(PENDING_WRITE_OPS_MAX)
         assert self._writer_conn is not None
-        self._writer = WriterThread(self._writer_conn, self._layout, self._deliver)
+        self._writer = WriterThread(self._writer_conn, self._layout, self._deliver,
+                                    txn_lock_fd=self._txn_lock_fd)
         self._writer.start()
         self._closed = False
 
     def _open_sync(self) -> None:
         self._layout.prepare()
         self._choose_direct_io()
-        # One process owns a storage root: recovery deletes tmp files nobody committed.
-        fd = os.open(self._layout.base / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StorageError(f"storage root {self.root} is in use by another process") from None
-        self._lock_fd = fd
-        try:
+        if self._supervised:
             conn = connect_writer(self._db_path, self.durable)
-            published, collected, swept = recover(conn, self._layout)
+            # Opened here, in this process: flock() excludes other open file descriptions only.
+            self._txn_lock_fd = os.open(self._layout.base / "writer.lock",
+                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        else:
+            self._lock_fd, conn = take_root(self._layout, self.durable)
+        try:
+            self._shared_gen.open()
+            if self._loop_reads:
+                # The event loop's own read-only connection (see lookup_object): it never waits
+                # for a lock (busy_timeout 0), a busy database sends the lookup to the read pool.
+                self._loop_conn = connect_reader(self._db_path)
+                self._loop_conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
-            os.close(fd)
-            self._lock_fd = -1
+            conn.close()
+            self._shared_gen.close()
+            for fd in (self._lock_fd, self._txn_lock_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._lock_fd = self._txn_lock_fd = -1
             raise
-        if self._loop_reads:
-            # The event loop's own read-only connection (see lookup_object): it never waits for a
-            # lock (busy_timeout 0), a busy database sends the lookup to the read pool instead.
-            self._loop_conn = connect_reader(self._db_path)
-            self._loop_conn.execute("PRAGMA busy_timeout=0")
-        if published or collected or swept:
-            log.info("recovery: %d data files published, %d collected, %d tmp files removed",
-                     published, collected, swept)
         self._writer_conn = conn
 
     def _choose_direct_io(self) -> None:
@@ -222,11 +235,18 @@ class LocalStore:
         if self._loop_conn is not None:
             self._loop_conn.close()
             self._loop_conn = None
+        self._shared_gen.close()
+        if self._supervised:
+            # Other workers may still be writing into tmp/: the supervisor recovers once all
+            # of them stopped (release_root).
+            self._writer_conn.close()
+            self._writer_conn = None
+            os.close(self._txn_lock_fd)
+            self._txn_lock_fd = -1
+            return
         # Every commit has been applied; what is left in tmp/ belongs to writers never committed.
-        recover(self._writer_conn, self._layout)
-        self._writer_conn.close()
+        release_root(self._layout, self._writer_conn, self._lock_fd)
         self._writer_conn = None
-        os.close(self._lock_fd)
         self._lock_fd = -1
 
     # --- plumbing -----------------------------------------------------------------------------------
@@ -256,8 +276,10 @@ class LocalStore:
 
         def done(result: Any, error: BaseException | None) -> None:
             if buckets_changed:
-                # On the loop, before any waiter runs, cancelled or not: no stale hit after this.
+                # On the loop, before any waiter runs, cancelled or not: no stale hit after this,
+                # here or (through the shared generation) in any other process on the root.
                 self._forget_buckets()
+                self._shared_gen.bump()
             if fut.done():
                 return   # the caller was cancelled; the op ran (or failed) regardless
             if error is not None:
@@ -299,7 +321,16 @@ class LocalStore:
         self._bucket_cache.clear()
         self._bucket_gen += 1
 
+    def _bucket_generation(self) -> int:
+        """This process's bucket generation, first catching up with other processes' writes."""
+        shared = self._shared_gen.read()
+        if shared != self._shared_seen:
+            self._shared_seen = shared
+            self._forget_buckets()
+        return self._bucket_gen
+
     def _cached_bucket(self, name: str) -> BucketInfo | None:
+        self._bucket_generation()
         info = self._bucket_cache.get(name)
         # A copy: callers own what they get, the cached entry stays as read.
         return None if info is None else dataclasses.replace(info, configs=dict(info.configs))
@@ -307,7 +338,7 @@ class LocalStore:
     def _remember_bucket(self, info: BucketInfo | None, gen: int) -> None:
         # Only what was read with no bucket write submitted or finished since: a read that raced
         # a write is used once and not kept.
-        if info is not None and gen == self._bucket_gen:
+        if info is not None and gen == self._bucket_generation():
             if len(self._bucket_cache) >= BUCKETS_CACHED_MAX:
                 self._bucket_cache.clear()
             self._bucket_cache[info.name] = dataclasses.replace(info, configs=dict(info.configs))
@@ -321,7 +352,7 @@ class LocalStore:
         cached = self._cached_bucket(name)
         if cached is not None:
             return cached
-        gen = self._bucket_gen
+        gen = self._bucket_generation()
         info = await self._read(functools.partial(objects.get_bucket, name=name))
         self._remember_bucket(info, gen)
         return info
@@ -364,7 +395,7 @@ class LocalStore:
         is there), the key's current version and, with ``with_body``, the whole body when it is
         stored inline (None otherwise: the caller then uses open_reader)."""
         cached = self._cached_bucket(bucket)
-        gen = self._bucket_gen
+        gen = self._bucket_gen     # _cached_bucket just caught up with the shared generation
 
         def one(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None]:
             if not with_body:
