@@ -57,6 +57,8 @@ class Config:
     inline_max_bytes: int = 64 * 1024
     # GetObject/HeadObject's one-statement lookup runs on the event loop (see LocalStore).
     loop_reads: bool = True
+    # Plain-HTTP GET bodies from data files by sendfile(2) (rs3gw.http.sendfile).
+    sendfile: bool = True
     # Server processes sharing the port (rs3gw.workers); cluster mode always runs one.
     workers: int = field(default_factory=lambda: usable_cores())
 
@@ -141,6 +143,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_INLINE_MAX_BYTES": ("inline_max_bytes", _inline_bytes, "inline_max_bytes"),
     "RS3GW_LOOP_READS": ("loop_reads", parse_bool, "loop_reads"),
     "RS3GW_WORKERS": ("workers", _workers, "workers"),
+    "RS3GW_SENDFILE": ("sendfile", parse_bool, "sendfile"),
 }
 
 

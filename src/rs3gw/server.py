@@ -95,12 +95,14 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
                         time.monotonic() - req.started)
 
     tls = ssl_context(cfg)
-    server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response)
+    server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response,
+                        sendfile=cfg.sendfile)
     host, port = await server.start(cfg.bind_host, cfg.bind_port,
                                     sock=seat.sock if seat is not None else None)
     backends = {"checksums": checksums.backend, "hasher": checksums.hasher_backend,
                 "chunked": chunked.backend, "io": store.io_backend, "direct_io": store.direct_io,
-                "http": "httptools+" + type(loop).__module__.split(".")[0]}
+                "http": "httptools+" + type(loop).__module__.split(".")[0],
+                "sendfile": "on" if server.sendfile is not None else "off"}
     for comp, impl in backends.items():
         metrics.backend.labels(comp, impl).set(1)
     cluster_note = ""

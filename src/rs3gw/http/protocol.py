@@ -158,7 +158,7 @@ class HttpProtocol(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._client = (peer[0], peer[1])
         transport.set_write_buffer_limits(high=self._limits.write_high_water_bytes)
-        self._writer = ResponseWriter(transport, self._server.date_cache)
+        self._writer = ResponseWriter(transport, self._server.date_cache, self._server.sendfile)
         self._server._connection_made(self)
         self._task = self._loop.create_task(self._run())
         self._server._track_task(self._task)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .protocol import HttpProtocol
 from .request import Request, Response
+from .sendfile import Sendfile
 from .wire import DateCache
 
 log = logging.getLogger("rs3gw.http")
@@ -43,8 +44,11 @@ class HttpLimits:
 class HttpServer:
     def __init__(self, handler: Handler, error_response: ErrorResponder, limits: HttpLimits,
                  ssl_context: ssl.SSLContext | None = None,
-                 on_response: ResponseHook | None = None) -> None:
+                 on_response: ResponseHook | None = None, sendfile: bool = True) -> None:
         self.handler = handler
+        # Data-file bodies by sendfile(2) (http.sendfile); TLS needs the bytes in user space.
+        self.sendfile = (Sendfile(limits.request_timeout_s)
+                         if sendfile and ssl_context is None else None)
         self.limits = limits
         self.ssl_context = ssl_context
         self.scheme = "https" if ssl_context is not None else "http"
@@ -116,6 +120,8 @@ class HttpServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self.sendfile is not None:
+            self.sendfile.close()
 
     def _requests_done(self) -> bool:
         return not self.active_requests and not any(p.busy for p in self._connections)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .request import Response
+from .sendfile import SENDFILE_MIN_BYTES, Sendfile, SendfileAborted
 from .wire import (
     CHUNKED_END,
     CRLF,
@@ -73,11 +75,15 @@ def _nbytes(chunk: bytes | bytearray | memoryview) -> int:
 class ResponseWriter:
     """Owns the write side of one connection: pause_writing/resume_writing and drains."""
 
-    __slots__ = ("_dates", "_lost", "_paused", "_transport", "_waiter", "bytes_out")
+    __slots__ = ("_cancel", "_dates", "_lost", "_paused", "_sendfile", "_transport", "_waiter",
+                 "bytes_out")
 
-    def __init__(self, transport: asyncio.Transport, dates: DateCache) -> None:
+    def __init__(self, transport: asyncio.Transport, dates: DateCache,
+                 sendfile: Sendfile | None = None) -> None:
         self._transport = transport
         self._dates = dates
+        self._sendfile = sendfile
+        self._cancel: threading.Event | None = None     # set: stop the running sendfile pump
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._lost = False
@@ -94,6 +100,8 @@ class ResponseWriter:
 
     def connection_lost(self) -> None:
         self._lost = True
+        if self._cancel is not None:
+            self._cancel.set()
         self._wake()
 
     def _wake(self) -> None:
@@ -198,6 +206,8 @@ class ResponseWriter:
         transport = self._transport
         sent = 0
         try:
+            if not chunked and await self._send_files(iterator, length):
+                return
             async for chunk in iterator:
                 n = _nbytes(chunk)
                 if not n:
@@ -235,3 +245,24 @@ class ResponseWriter:
             raise StreamAborted("response body failed") from exc
         finally:
             await close_iterator(iterator)
+
+    async def _send_files(self, iterator: AsyncIterator[bytes | memoryview],
+                          length: int | None) -> bool:
+        """Send the whole body with sendfile when it is data-file ranges (http.sendfile);
+        False: not possible here, stream it instead (nothing was sent)."""
+        sf = self._sendfile
+        if sf is None or length is None or length < SENDFILE_MIN_BYTES:
+            return False
+        file_pieces = getattr(iterator, "file_pieces", None)
+        pieces = file_pieces() if file_pieces is not None else None
+        if not pieces or sum(p[2] for p in pieces) != length or not sf.available(self._transport):
+            return False
+        self._cancel = cancel = threading.Event()
+        try:
+            sent = await sf.send(self._transport, pieces, cancel)
+        except SendfileAborted as exc:
+            raise StreamAborted(str(exc)) from exc
+        finally:
+            self._cancel = None
+        self.bytes_out += sent
+        return True

@@ -518,6 +518,13 @@ class RangeReader:
     def __aiter__(self) -> RangeReader:
         return self
 
+    def file_pieces(self) -> list[tuple[int, int, int]] | None:
+        """(fd, offset, length) of the whole range for a kernel-side sender (rs3gw.http.sendfile),
+        or None once reading began. The fds stay ours: aclose() closes them."""
+        if self._inflight is not None or self._idx or not self._fds:
+            return None
+        return [(p[0], p[1], p[2]) for p in self._pieces]
+
     async def __anext__(self) -> bytes:
         if self._idx >= len(self._pieces):
             await self.aclose()

@@ -257,11 +257,21 @@ class RingRangeReader:
         self._fds = [p[0] for p in pieces]
         self._gen = self._chunks()
         self._closed = False
+        self._started = False
 
     def __aiter__(self) -> RingRangeReader:
         return self
 
+    def file_pieces(self) -> list[tuple[int, int, int]] | None:
+        """(fd, offset, length) of the whole range, for a sender that copies file to socket in
+        the kernel (rs3gw.http.sendfile), or None: reading began, or the files are O_DIRECT
+        (their pages are not in the cache sendfile reads from). The fds stay ours."""
+        if self._started or self._closed or self._io.read_direct != "off":
+            return None
+        return list(self._pieces)
+
     async def __anext__(self) -> bytes:
+        self._started = True
         try:
             return await self._gen.__anext__()
         except StopAsyncIteration:

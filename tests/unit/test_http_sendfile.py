@@ -1,0 +1,168 @@
+"""http.sendfile: data-file ranges sent by the kernel over a real loopback connection, to a slow
+reader, to a reader that leaves, and stopped by the loop (connection lost, shutdown)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+import uvloop
+
+from rs3gw.http.sendfile import Sendfile, SendfileAborted
+
+MIB = 1 << 20
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def make_files(tmp_path: Path) -> tuple[list[tuple[int, int, int]], bytes]:
+    """Two data files and pieces over parts of both; returns (pieces, the bytes they name)."""
+    a, b = os.urandom(3 * MIB), os.urandom(2 * MIB + 123)
+    (tmp_path / "a").write_bytes(a)
+    (tmp_path / "b").write_bytes(b)
+    fa = os.open(tmp_path / "a", os.O_RDONLY)
+    fb = os.open(tmp_path / "b", os.O_RDONLY)
+    pieces = [(fa, 1000, 3 * MIB - 1000), (fb, 0, 2 * MIB + 123), (fa, 5, 10)]
+    return pieces, a[1000:] + b + a[5:15]
+
+
+def run_with_connection(body: Callable[[asyncio.Transport, socket.socket], Awaitable[None]]) -> None:
+    """A uvloop server transport and the client socket connected to it."""
+    async def main() -> None:
+        got: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                got.set_result(cast(asyncio.Transport, transport))  # uvloop's: not a subclass
+
+        server = await asyncio.get_running_loop().create_server(Proto, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        transport = await got
+        try:
+            await body(transport, client)
+        finally:
+            transport.close()
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    uvloop.run(main())
+
+
+def read_exactly(sock: socket.socket, n: int, out: list[bytes], pause_s: float = 0.0) -> None:
+    got = 0
+    while got < n:
+        chunk = sock.recv(min(256 * 1024, n - got))
+        if not chunk:
+            break
+        out.append(chunk)
+        got += len(chunk)
+        if pause_s:
+            time.sleep(pause_s)
+
+
+def test_pieces_arrive_in_order_to_a_slow_reader(tmp_path: Path) -> None:
+    pieces, expected = make_files(tmp_path)
+
+    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
+        sf = Sendfile(stall_timeout_s=30)
+        assert sf.available(transport)
+        received: list[bytes] = []
+        # Reads 256 KiB every 5 ms: the socket fills up again and again, so the pump waits for
+        # POLLOUT many times.
+        reader = threading.Thread(target=read_exactly,
+                                  args=(client, len(expected), received, 0.005))
+        reader.start()
+        fds = open_fds()
+        sent = await sf.send(transport, pieces, threading.Event())
+        await asyncio.get_running_loop().run_in_executor(None, reader.join)
+        assert sent == len(expected)
+        assert b"".join(received) == expected
+        assert open_fds() == fds          # the dup'ed socket descriptor is closed again
+        sf.close()
+
+    try:
+        run_with_connection(body)
+    finally:
+        for fd in {p[0] for p in pieces}:
+            os.close(fd)
+
+
+def test_a_reader_that_leaves_aborts_the_send(tmp_path: Path) -> None:
+    pieces, _ = make_files(tmp_path)
+
+    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
+        sf = Sendfile(stall_timeout_s=30)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        client.close()      # RST: the next sendfile fails with ECONNRESET or EPIPE
+        fds = open_fds()
+        with pytest.raises(SendfileAborted):
+            await sf.send(transport, pieces, threading.Event())
+        # Not one more than before (the dup is closed); one fewer when uvloop saw the reset
+        # first and closed the transport's own descriptor while the pump held the dup.
+        assert open_fds() <= fds
+        sf.close()
+
+    try:
+        run_with_connection(body)
+    finally:
+        for fd in {p[0] for p in pieces}:
+            os.close(fd)
+
+
+def test_the_loop_can_stop_a_pump_whose_reader_stalls(tmp_path: Path) -> None:
+    pieces, _ = make_files(tmp_path)
+
+    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
+        sf = Sendfile(stall_timeout_s=30)
+        cancel = threading.Event()
+        task = asyncio.ensure_future(sf.send(transport, pieces, cancel))
+        await asyncio.sleep(0.3)          # the client reads nothing: the pump sits in poll()
+        assert not task.done()
+        t0 = time.monotonic()
+        cancel.set()                      # what connection_lost does
+        with pytest.raises(SendfileAborted, match="closed"):
+            await task
+        assert time.monotonic() - t0 < 2
+        sf.close()
+
+    try:
+        run_with_connection(body)
+    finally:
+        for fd in {p[0] for p in pieces}:
+            os.close(fd)
+
+
+def test_a_reader_that_stalls_past_the_timeout_is_given_up(tmp_path: Path) -> None:
+    pieces, _ = make_files(tmp_path)
+
+    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
+        sf = Sendfile(stall_timeout_s=0.5)
+        with pytest.raises(SendfileAborted, match="read nothing"):
+            await sf.send(transport, pieces, threading.Event())
+        sf.close()
+
+    try:
+        run_with_connection(body)
+    finally:
+        for fd in {p[0] for p in pieces}:
+            os.close(fd)
+
+
+def test_not_available_with_bytes_still_buffered(tmp_path: Path) -> None:
+    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
+        sf = Sendfile(stall_timeout_s=30, threads=1)
+        transport.write(b"x" * (64 * MIB))     # far more than the socket takes at once
+        assert transport.get_write_buffer_size() > 0
+        assert not sf.available(transport)
+
+    run_with_connection(body)
