@@ -146,6 +146,8 @@ class ServerProcess:
     tls: TLSFiles | None = None
     fsync: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Its own process group (and session), as a shell runs a foreground job: killpg reaches it.
+    start_new_session: bool = False
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     scheme: str = "http"
@@ -183,7 +185,8 @@ class ServerProcess:
         self._listening.clear()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rs3gw"], env=self.env(), cwd=str(self.storage_root.parent),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=self.start_new_session)
         self._reader = threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout_s

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,11 +79,19 @@ def signed_get(srv: ServerProcess, conn: http.client.HTTPConnection, path: str,
 
 
 @pytest.fixture
-def workers_server(tmp_path: Path, root_user: User) -> ServerProcess:
+def workers_server(tmp_path: Path, root_user: User) -> Iterator[ServerProcess]:
+    """A gateway with two workers; each test stops it (stop_server checks the exit code), and a
+    test that fails before that must not leave its processes behind."""
     srv = start_server(tmp_path, root_user, [], extra_env={"RS3GW_WORKERS": "2"})
     assert srv.proc is not None
-    wait_for(lambda: len(children(srv.proc.pid)) == 2, 10, "two worker processes")
-    return srv
+    try:
+        wait_for(lambda: len(children(srv.proc.pid)) == 2, 10, "two worker processes")
+        yield srv
+    finally:
+        if srv.proc.poll() is None:
+            srv.kill()
+        if srv in LIVE_SERVERS:
+            LIVE_SERVERS.remove(srv)
 
 
 def test_connections_reach_every_worker_and_bucket_changes_reach_every_connection(
@@ -195,10 +204,31 @@ def test_sigterm_stops_every_process_and_sigkill_of_the_supervisor_takes_the_wor
 def test_one_worker_means_one_process(tmp_path: Path, root_user: User) -> None:
     srv = start_server(tmp_path, root_user, [], extra_env={"RS3GW_WORKERS": "1"})
     assert srv.proc is not None
-    time.sleep(0.2)
-    assert children(srv.proc.pid) == []
-    assert "workers=" not in srv.stderr_text()
-    stop_server(srv)
+    try:
+        time.sleep(0.2)
+        assert children(srv.proc.pid) == []
+        assert "workers=" not in srv.stderr_text()
+    finally:
+        stop_server(srv)
+
+
+def test_ctrl_c_reaches_every_process_and_stops_them_cleanly(tmp_path: Path,
+                                                            root_user: User) -> None:
+    # A terminal's Ctrl-C signals the whole foreground process group: the workers stop on their
+    # own while the supervisor stops them too; none of them may be taken for a crash and replaced.
+    srv = ServerProcess(storage_root=tmp_path / "root", root_user=root_user,
+                        extra_env={"RS3GW_WORKERS": "2"})
+    srv.start_new_session = True
+    srv.start()
+    LIVE_SERVERS.append(srv)
+    assert srv.proc is not None
+    try:
+        wait_for(lambda: len(children(srv.proc.pid)) == 2, 10, "two worker processes")
+        os.killpg(srv.proc.pid, signal.SIGINT)
+        assert srv.proc.wait(30) == 0
+        assert "exited unexpectedly" not in srv.stderr_text()
+    finally:
+        stop_server(srv)
 
 
 def test_a_worker_that_cannot_start_stops_the_gateway(tmp_path: Path, root_user: User) -> None:
