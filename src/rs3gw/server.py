@@ -1,4 +1,5 @@
-"""Process start-up: config, event loop, storage, listener, graceful shutdown on SIGTERM."""
+"""One server process: event loop, storage, listener, graceful shutdown on SIGTERM (configuration
+and the choice of one or several processes: rs3gw.cli.server; several: rs3gw.workers)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,8 @@ from typing import Any
 
 from . import __version__, checksums
 from ._core.directio import select_backend
-from .cluster.config import ClusterConfig, load_cluster_config
-from .config import LOG_FORMAT, Config, ConfigError, load_config
+from .cluster.config import ClusterConfig
+from .config import Config
 from .http.request import Request
 from .http.server import HttpLimits, HttpServer
 from .observability import loopguard
@@ -154,18 +155,6 @@ def _io_buffers(seat: WorkerSeat | None) -> int:
 async def _stop_on(event: asyncio.Event, stop: asyncio.Event) -> None:
     await event.wait()
     stop.set()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """One server process (RS3GW_WORKERS is the CLI's business: rs3gw.cli.server)."""
-    try:
-        cfg = load_config()
-        cluster_cfg = load_cluster_config(storage_root=cfg.storage_root)
-    except ConfigError as e:
-        print(f"rs3gw: configuration error: {e}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=cfg.log_level, stream=sys.stderr, format=LOG_FORMAT)
-    return run(cfg, cluster_cfg)
 
 
 def run(cfg: Config, cluster_cfg: ClusterConfig | None = None,

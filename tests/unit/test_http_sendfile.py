@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -23,15 +23,20 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def make_files(tmp_path: Path) -> tuple[list[tuple[int, int, int]], bytes]:
-    """Two data files and pieces over parts of both; returns (pieces, the bytes they name)."""
+Pieces = list[tuple[int, int, int]]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[tuple[Pieces, bytes]]:
+    """Two data files and pieces over parts of both: (pieces, the bytes they name)."""
     a, b = os.urandom(3 * MIB), os.urandom(2 * MIB + 123)
     (tmp_path / "a").write_bytes(a)
     (tmp_path / "b").write_bytes(b)
     fa = os.open(tmp_path / "a", os.O_RDONLY)
     fb = os.open(tmp_path / "b", os.O_RDONLY)
-    pieces = [(fa, 1000, 3 * MIB - 1000), (fb, 0, 2 * MIB + 123), (fa, 5, 10)]
-    return pieces, a[1000:] + b + a[5:15]
+    yield [(fa, 1000, 3 * MIB - 1000), (fb, 0, 2 * MIB + 123), (fa, 5, 10)], a[1000:] + b + a[5:15]
+    os.close(fa)
+    os.close(fb)
 
 
 def run_with_connection(body: Callable[[asyncio.Transport, socket.socket], Awaitable[None]]) -> None:
@@ -70,8 +75,8 @@ def read_exactly(sock: socket.socket, n: int, out: list[bytes], pause_s: float =
             time.sleep(pause_s)
 
 
-def test_pieces_arrive_in_order_to_a_slow_reader(tmp_path: Path) -> None:
-    pieces, expected = make_files(tmp_path)
+def test_pieces_arrive_in_order_to_a_slow_reader(files: tuple[Pieces, bytes]) -> None:
+    pieces, expected = files
 
     async def body(transport: asyncio.Transport, client: socket.socket) -> None:
         sf = Sendfile(stall_timeout_s=30)
@@ -90,15 +95,11 @@ def test_pieces_arrive_in_order_to_a_slow_reader(tmp_path: Path) -> None:
         assert open_fds() == fds          # the dup'ed socket descriptor is closed again
         sf.close()
 
-    try:
-        run_with_connection(body)
-    finally:
-        for fd in {p[0] for p in pieces}:
-            os.close(fd)
+    run_with_connection(body)
 
 
-def test_a_reader_that_leaves_aborts_the_send(tmp_path: Path) -> None:
-    pieces, _ = make_files(tmp_path)
+def test_a_reader_that_leaves_aborts_the_send(files: tuple[Pieces, bytes]) -> None:
+    pieces, _ = files
 
     async def body(transport: asyncio.Transport, client: socket.socket) -> None:
         sf = Sendfile(stall_timeout_s=30)
@@ -112,15 +113,11 @@ def test_a_reader_that_leaves_aborts_the_send(tmp_path: Path) -> None:
         assert open_fds() <= fds
         sf.close()
 
-    try:
-        run_with_connection(body)
-    finally:
-        for fd in {p[0] for p in pieces}:
-            os.close(fd)
+    run_with_connection(body)
 
 
-def test_the_loop_can_stop_a_pump_whose_reader_stalls(tmp_path: Path) -> None:
-    pieces, _ = make_files(tmp_path)
+def test_the_loop_can_stop_a_pump_whose_reader_stalls(files: tuple[Pieces, bytes]) -> None:
+    pieces, _ = files
 
     async def body(transport: asyncio.Transport, client: socket.socket) -> None:
         sf = Sendfile(stall_timeout_s=30)
@@ -128,22 +125,16 @@ def test_the_loop_can_stop_a_pump_whose_reader_stalls(tmp_path: Path) -> None:
         task = asyncio.ensure_future(sf.send(transport, pieces, cancel))
         await asyncio.sleep(0.3)          # the client reads nothing: the pump sits in poll()
         assert not task.done()
-        t0 = time.monotonic()
         cancel.set()                      # what connection_lost does
         with pytest.raises(SendfileAborted, match="closed"):
-            await task
-        assert time.monotonic() - t0 < 2
+            await asyncio.wait_for(task, 30)    # ends (a hang fails here), however slow the host
         sf.close()
 
-    try:
-        run_with_connection(body)
-    finally:
-        for fd in {p[0] for p in pieces}:
-            os.close(fd)
+    run_with_connection(body)
 
 
-def test_a_reader_that_stalls_past_the_timeout_is_given_up(tmp_path: Path) -> None:
-    pieces, _ = make_files(tmp_path)
+def test_a_reader_that_stalls_past_the_timeout_is_given_up(files: tuple[Pieces, bytes]) -> None:
+    pieces, _ = files
 
     async def body(transport: asyncio.Transport, client: socket.socket) -> None:
         sf = Sendfile(stall_timeout_s=0.5)
@@ -151,14 +142,10 @@ def test_a_reader_that_stalls_past_the_timeout_is_given_up(tmp_path: Path) -> No
             await sf.send(transport, pieces, threading.Event())
         sf.close()
 
-    try:
-        run_with_connection(body)
-    finally:
-        for fd in {p[0] for p in pieces}:
-            os.close(fd)
+    run_with_connection(body)
 
 
-def test_not_available_with_bytes_still_buffered(tmp_path: Path) -> None:
+def test_not_available_with_bytes_still_buffered() -> None:
     async def body(transport: asyncio.Transport, client: socket.socket) -> None:
         sf = Sendfile(stall_timeout_s=30, threads=1)
         transport.write(b"x" * (64 * MIB))     # far more than the socket takes at once

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rs3gw import server
 from rs3gw._core import uring
 from rs3gw._core.directio import select_backend
+from rs3gw.cli import server as cli_server
 from rs3gw.storage import LocalStore, ObjectMeta, StorageError
 
 
@@ -78,7 +78,8 @@ def test_forced_uring_that_cannot_work_stops_start_up(
     monkeypatch.setenv("RS3GW_IO_BACKEND", "uring")
     monkeypatch.setenv("RS3GW_STORAGE_ROOT", str(tmp_path))
     monkeypatch.setenv("RS3GW_BIND_ADDR", "127.0.0.1:0")
-    assert server.main([]) == 1
+    monkeypatch.setenv("RS3GW_WORKERS", "1")    # this process: the probe is patched here only
+    assert cli_server.run() == 1
     err = capsys.readouterr().err
     assert "rs3gw: cannot start: RS3GW_IO_BACKEND=uring, but io_uring cannot be used here" in err
     assert "not permitted (EPERM)" in err
@@ -113,5 +114,45 @@ def test_abandoned_reader_and_aborted_writer_give_their_buffers_back(tmp_path: P
         finally:
             await store.close()
             await ring.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("io_kind,direct_io,offered", [
+    ("threads", "off", True), ("uring", "auto", True), ("uring", "on", False),
+])
+def test_readers_offer_their_file_pieces_only_before_reading_and_only_from_the_cache(
+        tmp_path: Path, io_kind: str, direct_io: str, offered: bool) -> None:
+    # What http.sendfile sends from: O_DIRECT descriptors bypass the page cache sendfile reads.
+    from rs3gw.storage.directfiles import probe_direct
+    if direct_io == "on" and (why := probe_direct(str(tmp_path))) is not None:
+        pytest.skip(f"O_DIRECT is refused under {tmp_path}: {why}")
+
+    async def main() -> None:
+        backend, _ = select_backend(io_kind)
+        store = LocalStore(tmp_path, io_backend=backend, direct_io=direct_io, inline_max_bytes=0)
+        try:
+            await store.open()
+            await store.create_bucket("b", "o", "r")
+            data = os.urandom(3 * 1024 * 1024 + 5)
+            w = store.begin_write()
+            await w.write(data)
+            meta = ObjectMeta("b", "k", "", 0, "", 0)
+            await store.put_object(meta, await w.finish())
+            it = await store.open_reader(meta, 100, len(data) - 1)
+            pieces = it.file_pieces()  # type: ignore[attr-defined]
+            if offered:
+                assert pieces is not None and len(pieces) == 1
+                fd, offset, length = pieces[0]
+                assert (offset, length) == (100, len(data) - 100)
+                assert os.pread(fd, length, offset) == data[100:]
+            else:
+                assert pieces is None
+            await it.__anext__()
+            assert it.file_pieces() is None  # type: ignore[attr-defined]
+            await it.aclose()  # type: ignore[attr-defined]
+        finally:
+            await store.close()
+            await backend.aclose()
 
     asyncio.run(main())
