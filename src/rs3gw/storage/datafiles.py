@@ -1,7 +1,7 @@
 """Data files of the local engine: on-disk layout, streaming writer, range reader, range copy.
 
 Layout under ``{root}/.rs3gw``: ``tmp/<vid>`` while being written, ``objects/<vid[0:2]>/<vid[2:4]>/<vid>``
-once committed. Files are named by vid (uuid4 hex), never by key. Everything here that touches the
+once committed. Files are named by vid (128 random bits, hex), never by key. Everything here that touches the
 disk runs in a worker thread; the async methods only hop to the pool.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import base64
 import errno
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -189,12 +188,18 @@ class DataLayout:
 
 # --- writing ----------------------------------------------------------------------------------------
 
+def new_vid() -> str:
+    """A fresh data id: 128 random bits as 32 lower-case hex digits (what _VID_RE accepts).
+    os.urandom directly: uuid4() builds a UUID object first, 4x the cost, once per PUT."""
+    return os.urandom(16).hex()
+
+
 class _TmpFile:
     """A new tmp data file being hashed and written; blocking, used from one thread at a time."""
 
-    def __init__(self, layout: DataLayout, algos: tuple[str, ...]) -> None:
+    def __init__(self, layout: DataLayout, algos: tuple[str, ...], vid: str | None = None) -> None:
         self.layout = layout
-        self.vid = uuid.uuid4().hex
+        self.vid = vid or new_vid()
         self.algos = algos
         self.size = 0
         self.hasher = new_hasher(algos)
@@ -236,8 +241,9 @@ class _TmpFile:
 class PoolSink:
     """Threads backend: every hash and write of one object runs in one hop to the I/O pool."""
 
-    def __init__(self, layout: DataLayout, pool: Executor, algos: tuple[str, ...]) -> None:
-        self._tmp = _TmpFile(layout, algos)
+    def __init__(self, layout: DataLayout, pool: Executor, algos: tuple[str, ...],
+                 vid: str) -> None:
+        self._tmp = _TmpFile(layout, algos, vid)
         self._pool = pool
         self._inflight: Future[Any] | None = None
         self.vid = self._tmp.vid
@@ -291,10 +297,13 @@ class ObjectWriter:
     with the chunk that crossed it, and the rest streams as before. One write at a time: await each
     call."""
 
-    def __init__(self, sink: DataSink, is_claimed: Callable[[str], bool], *,
+    def __init__(self, new_sink: Callable[[str], DataSink], is_claimed: Callable[[str], bool], *,
                  inline_max_bytes: int = 0, algos: tuple[str, ...] = (),
                  pool: Executor | None = None) -> None:
-        self._sink = sink
+        # The sink (a tmp file, its hasher) is made on first use: most small bodies end up
+        # inline and never need one.
+        self._new_sink = new_sink
+        self._sink_obj: DataSink | None = None
         self._is_claimed = is_claimed
         self._buf = bytearray()
         self._state = "open"
@@ -302,8 +311,14 @@ class ObjectWriter:
         self._algos = algos
         self._pool = pool
         self._sink_used = False
-        self.vid: str = sink.vid
+        self.vid: str = new_vid()
         self.size: int = 0
+
+    @property
+    def _sink(self) -> DataSink:
+        if self._sink_obj is None:
+            self._sink_obj = self._new_sink(self.vid)
+        return self._sink_obj
 
     async def write(self, chunk: bytes | memoryview | bytearray) -> None:
         if self._state != "open":
@@ -399,7 +414,7 @@ def copy_range_sync(layout: DataLayout, src: ObjectMeta, start: int, end_inclusi
         finally:
             for fd, _, _ in pieces:
                 os.close(fd)
-        return hash_inline(uuid.uuid4().hex, data, algos)
+        return hash_inline(new_vid(), data, algos)
     tmp = _TmpFile(layout, algos)
     try:
         for fd, offset, length in pieces:

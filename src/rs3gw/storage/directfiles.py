@@ -115,8 +115,8 @@ class RingSink:
     """io_uring backend of an ObjectWriter: one tmp file written through DirectWriter."""
 
     def __init__(self, io: RingIO, layout: DataLayout, pool: Executor,
-                 algos: tuple[str, ...]) -> None:
-        self.vid = uuid.uuid4().hex
+                 algos: tuple[str, ...], vid: str) -> None:
+        self.vid = vid
         self._io = io
         self._layout = layout
         self._pool = pool

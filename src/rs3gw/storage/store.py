@@ -26,7 +26,6 @@ import functools
 import logging
 import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +47,7 @@ from rs3gw.storage.datafiles import (
     checksums_b64,
     copy_range_sync,
     hash_inline,
+    new_vid,
     normalize_algos,
     open_pieces,
     plan_range,
@@ -377,12 +377,12 @@ class LocalStore:
         self._check_open()
         assert self._io
         algos = normalize_algos(checksum_algos)
-        sink: DataSink
+        new_sink: Callable[[str], DataSink]
         if self._ring is not None:
-            sink = RingSink(self._ring, self._layout, self._io, algos)
+            new_sink = functools.partial(RingSink, self._ring, self._layout, self._io, algos)
         else:
-            sink = PoolSink(self._layout, self._io, algos)
-        return ObjectWriter(sink, self._is_claimed,
+            new_sink = functools.partial(PoolSink, self._layout, self._io, algos)
+        return ObjectWriter(new_sink, self._is_claimed,
                             inline_max_bytes=self.inline_max_bytes if inline else -1,
                             algos=algos, pool=self._io)
 
@@ -465,10 +465,10 @@ class LocalStore:
             for seg in meta.segments:
                 DataLayout.check_vid(seg.vid)
             if not meta.vid:
-                meta.vid = uuid.uuid4().hex
-        new_vid = data.vid if data is not None else None
+                meta.vid = new_vid()
+        data_vid = data.vid if data is not None else None
         return await self._write(
-            functools.partial(objects.put_object, meta=meta, new_vid=new_vid, if_match=if_match,
+            functools.partial(objects.put_object, meta=meta, new_vid=data_vid, if_match=if_match,
                               if_none_match=if_none_match,
                               inline=data.inline if data is not None else None), claims=claims)
 
@@ -483,9 +483,9 @@ class LocalStore:
                                        algos, self.inline_max_bytes)
         data = await self._read_inline(src, start, end_inclusive)
         if len(data) <= HASH_ON_LOOP_MAX_BYTES:
-            result = hash_inline(uuid.uuid4().hex, data, algos)
+            result = hash_inline(new_vid(), data, algos)
         else:
-            result = await self._io_call(hash_inline, uuid.uuid4().hex, data, algos)
+            result = await self._io_call(hash_inline, new_vid(), data, algos)
         if len(data) > self.inline_max_bytes:
             # Stored inline under a larger threshold than today's: the copy becomes a file.
             result = await self._materialize(result)
