@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -188,10 +189,30 @@ class DataLayout:
 
 # --- writing ----------------------------------------------------------------------------------------
 
-def new_vid() -> str:
-    """A fresh data id: 128 random bits as 32 lower-case hex digits (what _VID_RE accepts).
-    os.urandom directly: uuid4() builds a UUID object first, 4x the cost, once per PUT."""
-    return os.urandom(16).hex()
+class _VidSource:
+    """Data ids: a 64-bit counter, scrambled, then 64 random bits drawn once per process (again in
+    a forked child), as 32 lower-case hex digits (what _VID_RE accepts). Unique within a process
+    by the counter, across processes and restarts by the random half. The counter is multiplied
+    by an odd constant (a bijection mod 2**64): the leading digits name the objects/ fan-out
+    directories and must spread, not count. Not os.urandom per id: getrandom releases the GIL,
+    and on the event loop every release lets the metadata writer thread in first (measured: 3%
+    of a worker's loop time under 4 KiB PUTs)."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._random = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        # next() on itertools.count is atomic under the GIL: safe from any thread.
+        n = (next(self._counter) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        return f"{n:016x}{self._random}"
+
+
+new_vid = _VidSource()
 
 
 class _TmpFile:
