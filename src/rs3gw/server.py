@@ -100,6 +100,10 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
                         sendfile=cfg.sendfile)
     host, port = await server.start(cfg.bind_host, cfg.bind_port,
                                     sock=seat.sock if seat is not None else None)
+    metrics.count_in_flight(lambda: server.active_requests)
+    if metrics.multiprocess:
+        # A scrape reaches one worker; the others' in-flight counts are this recent.
+        loop.create_task(_publish_in_flight(metrics, stop))
     backends = {"checksums": checksums.backend, "hasher": checksums.hasher_backend,
                 "chunked": chunked.backend, "io": store.io_backend, "direct_io": store.direct_io,
                 "http": "httptools+" + type(loop).__module__.split(".")[0],
@@ -150,6 +154,18 @@ def _io_buffers(seat: WorkerSeat | None) -> int:
     if seat is None:
         return IO_BUFFERS
     return max(IO_BUFFERS_PER_WORKER_MIN, IO_BUFFERS // seat.workers)
+
+
+IN_FLIGHT_PUBLISH_S = 1.0
+
+
+async def _publish_in_flight(metrics: Metrics, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        metrics.publish_in_flight()
+        try:
+            await asyncio.wait_for(stop.wait(), IN_FLIGHT_PUBLISH_S)
+        except TimeoutError:
+            pass
 
 
 async def _stop_on(event: asyncio.Event, stop: asyncio.Event) -> None:

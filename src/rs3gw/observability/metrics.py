@@ -4,6 +4,7 @@ PROMETHEUS_MULTIPROC_DIR and a scrape of any worker adds up all of them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
@@ -62,6 +63,21 @@ class Metrics:
                                   ["limit"], registry=r)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._cluster: ClusterCollector | None = None
+        self._in_flight_now: Callable[[], int] | None = None
+
+    @property
+    def multiprocess(self) -> bool:
+        return self._multiproc_dir is not None
+
+    def count_in_flight(self, now: Callable[[], int]) -> None:
+        """Where rs3gw_requests_in_flight comes from (the HTTP server's own count, kept anyway):
+        read at each scrape of this process, and by publish_in_flight() for the other workers'
+        scrapes. Never an inc/dec per request: in multi-process mode each is a locked file write."""
+        self._in_flight_now = now
+
+    def publish_in_flight(self) -> None:
+        if self._in_flight_now is not None:
+            self.in_flight.set(self._in_flight_now())
 
     def observe(self, op: str, status: int, bytes_in: int, bytes_out: int, seconds: float) -> None:
         # labels() builds and looks up a key under a lock on every call; the children are cached.
@@ -88,6 +104,7 @@ class Metrics:
         self.registry.register(self._cluster)
 
     def render(self) -> tuple[bytes, str]:
+        self.publish_in_flight()
         if self._multiproc_dir is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         # Reads every worker's files (a few KiB each): once per scrape, never per request.
