@@ -49,6 +49,9 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadrun import servers
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 BENCH_ROOT = REPO / ".bench-tmp"
@@ -204,12 +207,6 @@ def _start_server(root: Path, access: str, secret: str, kind: str) -> tuple[subp
     raise RuntimeError("rs3gw did not start:\n" + "".join(seen))
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _threads(n: int, fn: Callable[[int], None]) -> float:
     errors: list[BaseException] = []
 
@@ -272,11 +269,11 @@ def run_e2e(client: str, size: int, ops: int, kind: str) -> dict[str, float]:
                     status, data = c.request("GET", f"/bench/t{t:02d}/k{i:06d}")
                     assert status == 200 and len(data) == size, status
 
-        c0 = _cpu_s(proc.pid)
+        c0 = servers.process_cpu_s(proc.pid)
         out["put_ops_s"] = per * CONCURRENCY / _threads(CONCURRENCY, put)
-        c1 = _cpu_s(proc.pid)
+        c1 = servers.process_cpu_s(proc.pid)
         out["get_ops_s"] = per * CONCURRENCY / _threads(CONCURRENCY, get)
-        c2 = _cpu_s(proc.pid)
+        c2 = servers.process_cpu_s(proc.pid)
         # Server CPU per request: with client and server on the same few cores, what bounds us.
         out["server_put_cpu_us"] = (c1 - c0) / (per * CONCURRENCY) * 1e6
         out["server_get_cpu_us"] = (c2 - c1) / (per * CONCURRENCY) * 1e6
