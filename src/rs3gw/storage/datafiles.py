@@ -324,22 +324,20 @@ class ObjectWriter:
         # The sink (a tmp file, its hasher) is made on first use: most small bodies end up
         # inline and never need one.
         self._new_sink = new_sink
-        self._sink_obj: DataSink | None = None
+        self._sink: DataSink | None = None      # made by _open_sink; None: nothing on disk
         self._is_claimed = is_claimed
         self._buf = bytearray()
         self._state = "open"
         self._inline_max = inline_max_bytes
         self._algos = algos
         self._pool = pool
-        self._sink_used = False
         self.vid: str = new_vid()
         self.size: int = 0
 
-    @property
-    def _sink(self) -> DataSink:
-        if self._sink_obj is None:
-            self._sink_obj = self._new_sink(self.vid)
-        return self._sink_obj
+    def _open_sink(self) -> DataSink:
+        if self._sink is None:
+            self._sink = self._new_sink(self.vid)
+        return self._sink
 
     async def write(self, chunk: bytes | memoryview | bytearray) -> None:
         if self._state != "open":
@@ -347,7 +345,7 @@ class ObjectWriter:
         n = memoryview(chunk).nbytes
         if n == 0:
             return
-        if not self._sink_used and self.size + n <= self._inline_max:
+        if self._sink is None and self.size + n <= self._inline_max:
             # Still small enough to end up inline: copied, the caller may reuse its buffer.
             self._buf += chunk
             self.size += n
@@ -358,21 +356,19 @@ class ObjectWriter:
             self.size += n
             return
         pending, self._buf = self._buf, bytearray()
-        self._sink_used = True
         # The sink reads `chunk` until this await completes; the caller awaits it, so its buffer
         # stays untouched until then. After cancellation abort() waits for the sink first.
-        await self._sink.write(pending, chunk)
+        await self._open_sink().write(pending, chunk)
         self.size += n
 
     async def finish(self) -> WriteResult:
         if self._state != "open":
             raise ValueError(f"finish on a {self._state} ObjectWriter")
         pending, self._buf = self._buf, bytearray()
-        if not self._sink_used and self.size <= self._inline_max:
+        if self._sink is None and self.size <= self._inline_max:
             result = await self._finish_inline(bytes(pending))
         else:
-            self._sink_used = True
-            result = await self._sink.finish(pending)
+            result = await self._open_sink().finish(pending)
         self._state = "finished"
         return result
 
@@ -390,7 +386,7 @@ class ObjectWriter:
             return
         self._state = "aborted"
         self._buf = bytearray()
-        if not self._sink_used:
+        if self._sink is None:
             return      # never opened a file: nothing to drain or remove
         # A commit holding this vid is queued: the writer thread owns the file now, keep it.
         await self._sink.abort(self._is_claimed(self.vid))
