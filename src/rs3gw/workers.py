@@ -248,11 +248,14 @@ class Supervisor:
         log.info("rs3gw %s listening on %s workers=%d", __version__, ready[1], self.n)
         return True
 
-    def _signalled(self) -> bool:
-        """Handle pending signals; True once a stop was asked for."""
-        while (info := signal.sigtimedwait(_SIGNALS, 0)) is not None:
+    def _signalled(self, wait_s: float = 0.0) -> bool:
+        """Handle the signals that arrive within ``wait_s`` (and any already pending): a stop
+        request stops, a dead worker is replaced once all started. True once stopping."""
+        info = signal.sigtimedwait(_SIGNALS, wait_s)
+        while info is not None:
             if info.si_signo != signal.SIGCHLD:
                 self._stop()
+            info = signal.sigtimedwait(_SIGNALS, 0)
         gone = self._reap()
         if self.started and not self.stopping:
             for slot, status in gone:
@@ -261,19 +264,14 @@ class Supervisor:
 
     def _serve(self) -> None:
         self.started = True
-        while not self.stopping:
-            info = signal.sigtimedwait(_SIGNALS, 1.0)
-            if info is not None and info.si_signo != signal.SIGCHLD:
-                self._stop()
-            self._signalled()
+        while not self._signalled(1.0):
             self._read_ready(0)          # replacements report too; nothing to do with it
 
     def _await_exit(self) -> None:
         deadline = time.monotonic() + self.cfg.drain_timeout_s + STOP_GRACE_S
         killed = False
         while self._live():
-            signal.sigtimedwait(_SIGNALS, 0.2)
-            self._reap()
+            self._signalled(0.2)         # stopping: only reaps (a repeated SIGTERM changes nothing)
             if not killed and time.monotonic() > deadline:
                 log.error("%d worker(s) still running after the drain deadline; killing them",
                           len(self._live()))
@@ -299,9 +297,10 @@ def _describe(status: int) -> str:
 
 def _forget_metrics(pid: int) -> None:
     # A dead worker's live gauges (in-flight requests) must leave the sum; its counters stay.
+    # The supervisor only runs with PROMETHEUS_MULTIPROC_DIR set (rs3gw.cli.server), which
+    # mark_process_dead reads.
     from prometheus_client import multiprocess
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)
 
 
 def supervise(cfg: Config, n: int) -> int:
