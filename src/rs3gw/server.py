@@ -31,6 +31,8 @@ log = logging.getLogger("rs3gw")
 
 # A worker keeps enough I/O buffers for a few streams at full ring depth however many there are.
 IO_BUFFERS_PER_WORKER_MIN = 16
+# How often each worker publishes its in-flight count for the other workers' scrapes.
+IN_FLIGHT_PUBLISH_S = 1.0
 
 
 class StartupError(Exception):
@@ -101,9 +103,10 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     host, port = await server.start(cfg.bind_host, cfg.bind_port,
                                     sock=seat.sock if seat is not None else None)
     metrics.count_in_flight(lambda: server.active_requests)
-    if metrics.multiprocess:
-        # A scrape reaches one worker; the others' in-flight counts are this recent.
-        loop.create_task(_publish_in_flight(metrics, stop))
+    # A scrape reaches one worker; the others' in-flight counts are IN_FLIGHT_PUBLISH_S old at
+    # most. Held here: the loop keeps only a weak reference to a task.
+    publisher = (loop.create_task(_publish_in_flight(metrics, stop)) if metrics.multiprocess
+                 else None)
     backends = {"checksums": checksums.backend, "hasher": checksums.hasher_backend,
                 "chunked": chunked.backend, "io": store.io_backend, "direct_io": store.direct_io,
                 "http": "httptools+" + type(loop).__module__.split(".")[0],
@@ -132,6 +135,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         await loop.run_in_executor(None, os.write, seat.ready_fd,
                                    f"{seat.index} {where}\n".encode())
     await stop.wait()
+    if publisher is not None:
+        await publisher        # ends with stop
     app.ready = False
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
     await server.shutdown(cfg.drain_timeout_s)
@@ -154,9 +159,6 @@ def _io_buffers(seat: WorkerSeat | None) -> int:
     if seat is None:
         return IO_BUFFERS
     return max(IO_BUFFERS_PER_WORKER_MIN, IO_BUFFERS // seat.workers)
-
-
-IN_FLIGHT_PUBLISH_S = 1.0
 
 
 async def _publish_in_flight(metrics: Metrics, stop: asyncio.Event) -> None:

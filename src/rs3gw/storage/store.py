@@ -352,7 +352,7 @@ class LocalStore:
         cached = self._cached_bucket(name)
         if cached is not None:
             return cached
-        gen = self._bucket_generation()
+        gen = self._bucket_gen     # _cached_bucket just caught up with the shared generation
         info = await self._read(functools.partial(objects.get_bucket, name=name))
         self._remember_bucket(info, gen)
         return info
