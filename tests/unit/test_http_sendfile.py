@@ -14,7 +14,7 @@ from typing import cast
 import pytest
 import uvloop
 
-from rs3gw.http.sendfile import Sendfile, SendfileAborted
+from rs3gw.http.sendfile import SENDFILE_THREADS, Sendfile, SendfileAborted
 
 MIB = 1 << 20
 
@@ -39,8 +39,13 @@ def files(tmp_path: Path) -> Iterator[tuple[Pieces, bytes]]:
     os.close(fb)
 
 
-def run_with_connection(body: Callable[[asyncio.Transport, socket.socket], Awaitable[None]]) -> None:
-    """A uvloop server transport and the client socket connected to it."""
+Body = Callable[[asyncio.Transport, socket.socket, Sendfile], Awaitable[None]]
+
+
+def run_with_connection(body: Body, stall_timeout_s: float = 30,
+                        threads: int = SENDFILE_THREADS) -> None:
+    """``body`` gets a uvloop server transport, the client socket connected to it and a Sendfile
+    (closed afterwards, whatever the body did)."""
     async def main() -> None:
         got: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
 
@@ -52,9 +57,11 @@ def run_with_connection(body: Callable[[asyncio.Transport, socket.socket], Await
         port = server.sockets[0].getsockname()[1]
         client = socket.create_connection(("127.0.0.1", port))
         transport = await got
+        sf = Sendfile(stall_timeout_s, threads)
         try:
-            await body(transport, client)
+            await body(transport, client, sf)
         finally:
+            sf.close()
             transport.close()
             client.close()
             server.close()
@@ -78,8 +85,7 @@ def read_exactly(sock: socket.socket, n: int, out: list[bytes], pause_s: float =
 def test_pieces_arrive_in_order_to_a_slow_reader(files: tuple[Pieces, bytes]) -> None:
     pieces, expected = files
 
-    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
-        sf = Sendfile(stall_timeout_s=30)
+    async def body(transport: asyncio.Transport, client: socket.socket, sf: Sendfile) -> None:
         assert sf.available(transport)
         received: list[bytes] = []
         # Reads 256 KiB every 5 ms: the socket fills up again and again, so the pump waits for
@@ -93,7 +99,6 @@ def test_pieces_arrive_in_order_to_a_slow_reader(files: tuple[Pieces, bytes]) ->
         assert sent == len(expected)
         assert b"".join(received) == expected
         assert open_fds() == fds          # the dup'ed socket descriptor is closed again
-        sf.close()
 
     run_with_connection(body)
 
@@ -101,8 +106,7 @@ def test_pieces_arrive_in_order_to_a_slow_reader(files: tuple[Pieces, bytes]) ->
 def test_a_reader_that_leaves_aborts_the_send(files: tuple[Pieces, bytes]) -> None:
     pieces, _ = files
 
-    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
-        sf = Sendfile(stall_timeout_s=30)
+    async def body(transport: asyncio.Transport, client: socket.socket, sf: Sendfile) -> None:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         client.close()      # RST: the next sendfile fails with ECONNRESET or EPIPE
         fds = open_fds()
@@ -111,7 +115,6 @@ def test_a_reader_that_leaves_aborts_the_send(files: tuple[Pieces, bytes]) -> No
         # Not one more than before (the dup is closed); one fewer when uvloop saw the reset
         # first and closed the transport's own descriptor while the pump held the dup.
         assert open_fds() <= fds
-        sf.close()
 
     run_with_connection(body)
 
@@ -119,8 +122,7 @@ def test_a_reader_that_leaves_aborts_the_send(files: tuple[Pieces, bytes]) -> No
 def test_the_loop_can_stop_a_pump_whose_reader_stalls(files: tuple[Pieces, bytes]) -> None:
     pieces, _ = files
 
-    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
-        sf = Sendfile(stall_timeout_s=30)
+    async def body(transport: asyncio.Transport, client: socket.socket, sf: Sendfile) -> None:
         cancel = threading.Event()
         task = asyncio.ensure_future(sf.send(transport, pieces, cancel))
         await asyncio.sleep(0.3)          # the client reads nothing: the pump sits in poll()
@@ -128,7 +130,6 @@ def test_the_loop_can_stop_a_pump_whose_reader_stalls(files: tuple[Pieces, bytes
         cancel.set()                      # what connection_lost does
         with pytest.raises(SendfileAborted, match="closed"):
             await asyncio.wait_for(task, 30)    # ends (a hang fails here), however slow the host
-        sf.close()
 
     run_with_connection(body)
 
@@ -136,20 +137,17 @@ def test_the_loop_can_stop_a_pump_whose_reader_stalls(files: tuple[Pieces, bytes
 def test_a_reader_that_stalls_past_the_timeout_is_given_up(files: tuple[Pieces, bytes]) -> None:
     pieces, _ = files
 
-    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
-        sf = Sendfile(stall_timeout_s=0.5)
+    async def body(transport: asyncio.Transport, client: socket.socket, sf: Sendfile) -> None:
         with pytest.raises(SendfileAborted, match="read nothing"):
             await sf.send(transport, pieces, threading.Event())
-        sf.close()
 
-    run_with_connection(body)
+    run_with_connection(body, stall_timeout_s=0.5)
 
 
 def test_not_available_with_bytes_still_buffered() -> None:
-    async def body(transport: asyncio.Transport, client: socket.socket) -> None:
-        sf = Sendfile(stall_timeout_s=30, threads=1)
+    async def body(transport: asyncio.Transport, client: socket.socket, sf: Sendfile) -> None:
         transport.write(b"x" * (64 * MIB))     # far more than the socket takes at once
         assert transport.get_write_buffer_size() > 0
         assert not sf.available(transport)
 
-    run_with_connection(body)
+    run_with_connection(body, threads=1)
