@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rs3gw.storage.datafiles import fsync_dir
-from rs3gw.storage.metadb import savepoint_each
+from rs3gw.storage.metadb import savepoint_each, write_transaction
 
 from .events import DeleteObject, ReplicationEvent, pack_event, unpack_event
 from .hlc import HLCTimestamp, wall_clock_ms
@@ -211,14 +211,8 @@ class _DbThread:
                    batch: list[tuple[DbOp, concurrent.futures.Future[Any]]]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 results = list(savepoint_each(conn, [functools.partial(fn, conn) for fn, _ in batch]))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except Exception as e:
             log.exception("replication queue commit failed; failing %d operations", len(batch))
             results = [(None, e)] * len(batch)

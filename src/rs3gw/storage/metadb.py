@@ -216,6 +216,20 @@ class Txn:
         self.conn.execute("DELETE FROM inline_data WHERE vid = ?", (vid,))
 
 
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE (the write lock up front, so no upgrade can fail half-way) ... COMMIT; on
+    any exception, COMMIT's own included, ROLLBACK and re-raise."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def savepoint_each(conn: sqlite3.Connection, calls: list[Callable[[], Any]],
                    ) -> list[tuple[Any, Exception | None]]:
     """Group commit's inner loop: run each call in its own SAVEPOINT of the caller's open
@@ -314,7 +328,7 @@ class WriterThread:
         conn = self._conn
         try:
             self._layout.sync_dirs(self._dirty_dirs)
-            with self._txn_lock():
+            with self._txn_lock(), write_transaction(conn):
                 self._commit_batch(conn, batch)
             self.batches_committed += 1
             self.ops_committed += len(batch)
@@ -344,23 +358,17 @@ class WriterThread:
             fcntl.flock(self._txn_lock_fd, fcntl.LOCK_UN)
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[WriteOp]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._forget_done(conn)
-            now = time.time()
-            txns = [Txn(conn, now) for _ in batch]
-            outcomes = savepoint_each(conn, [functools.partial(op.fn, txn)
-                                             for op, txn in zip(batch, txns, strict=True)])
-            for op, txn, (result, exc) in zip(batch, txns, outcomes, strict=True):
-                if exc is None:
-                    op.result, op.txn = result, txn
-                else:
-                    op.error = exc
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        """The batch's operations inside the caller's transaction, each in its own savepoint."""
+        self._forget_done(conn)
+        now = time.time()
+        txns = [Txn(conn, now) for _ in batch]
+        outcomes = savepoint_each(conn, [functools.partial(op.fn, txn)
+                                         for op, txn in zip(batch, txns, strict=True)])
+        for op, txn, (result, exc) in zip(batch, txns, outcomes, strict=True):
+            if exc is None:
+                op.result, op.txn = result, txn
+            else:
+                op.error = exc
 
     def _forget_done(self, conn: sqlite3.Connection) -> None:
         if self._done_gc:
@@ -402,14 +410,10 @@ class WriterThread:
             return
         try:
             self._layout.sync_dirs(self._dirty_dirs)
-            with self._txn_lock():
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._txn_lock(), write_transaction(self._conn):
                 self._forget_done(self._conn)
-                self._conn.execute("COMMIT")
         except Exception:
             log.exception("final gc bookkeeping failed; redone at restart")
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
 
 
 def recover(conn: sqlite3.Connection, layout: DataLayout) -> tuple[int, int, int]:
@@ -425,10 +429,9 @@ def recover(conn: sqlite3.Connection, layout: DataLayout) -> tuple[int, int, int
     # The moves and unlinks must be durable before the rows that would redo them disappear.
     layout.sync_dirs(touched)
     if renames or garbage:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("DELETE FROM renames WHERE vid=?", [(v,) for v in renames])
-        conn.executemany("DELETE FROM gc WHERE vid=?", [(v,) for v in garbage])
-        conn.execute("COMMIT")
+        with write_transaction(conn):
+            conn.executemany("DELETE FROM renames WHERE vid=?", [(v,) for v in renames])
+            conn.executemany("DELETE FROM gc WHERE vid=?", [(v,) for v in garbage])
     swept = layout.sweep_tmp()
     return published, len(garbage), swept
 
