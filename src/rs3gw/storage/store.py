@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from rs3gw._core.io_threads import IOBackend
 from rs3gw._core.uring import Ring
-from rs3gw.storage import listing, multipart, objects, versioned
+from rs3gw.storage import buckets, listing, multipart, objects, versioned
 from rs3gw.storage.bucketgen import SharedGeneration
 from rs3gw.storage.datafiles import (
     HASH_ON_LOOP_MAX_BYTES,
@@ -62,6 +62,7 @@ from rs3gw.storage.metadb import (
     connect_reader,
     connect_writer,
 )
+from rs3gw.storage.protocols import Judge, ReplicaStore, StampRow, StampTest
 from rs3gw.storage.rootlock import release_root, take_root
 from rs3gw.storage.types import (
     BucketInfo,
@@ -344,7 +345,7 @@ class LocalStore:
             self._bucket_cache[info.name] = dataclasses.replace(info, configs=dict(info.configs))
 
     async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
-        return await self._write(functools.partial(objects.create_bucket, name=name,
+        return await self._write(functools.partial(buckets.create_bucket, name=name,
                                                    owner_id=owner_id, region=region),
                                  buckets_changed=True)
 
@@ -353,19 +354,19 @@ class LocalStore:
         if cached is not None:
             return cached
         gen = self._bucket_gen     # _cached_bucket just caught up with the shared generation
-        info = await self._read(functools.partial(objects.get_bucket, name=name))
+        info = await self._read(functools.partial(buckets.get_bucket, name=name))
         self._remember_bucket(info, gen)
         return info
 
     async def list_buckets(self) -> list[BucketInfo]:
-        return await self._read(objects.list_buckets)
+        return await self._read(buckets.list_buckets)
 
     async def delete_bucket(self, name: str) -> None:
-        await self._write(functools.partial(objects.delete_bucket, name=name),
+        await self._write(functools.partial(buckets.delete_bucket, name=name),
                           buckets_changed=True)
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
-        await self._write(functools.partial(objects.set_bucket_config, bucket=bucket, kind=kind,
+        await self._write(functools.partial(buckets.set_bucket_config, bucket=bucket, kind=kind,
                                             value=value), buckets_changed=True)
 
     # --- object data --------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ class LocalStore:
 
         def run(conn: sqlite3.Connection,
                 ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
-            info = objects.get_bucket(conn, bucket)
+            info = buckets.get_bucket(conn, bucket)
             if info is None:
                 return None, None, None
             return (info, *one(conn))
@@ -580,40 +581,93 @@ class LocalStore:
         return await self._write(functools.partial(objects.set_object_tags, bucket=bucket,
                                                    key=key, tags=dict(tags)))
 
-    # --- cluster mode: version-checked writes (storage/versioned.py) -------------------------------
+    # --- cluster mode: stamped versions (storage/protocols.ReplicaStore, storage/versioned.py) ---
 
     async def item_stamp(self, kind: str, bucket: str, key: str = "") -> bytes | None:
         return await self._read(functools.partial(versioned.get_stamp, kind=kind, bucket=bucket,
                                                   key=key))
 
-    async def lookup_versioned(self, bucket: str, key: str,
-                               ) -> tuple[ObjectMeta | None, bytes | None]:
+    async def stored_version(self, bucket: str, key: str,
+                             ) -> tuple[ObjectMeta | None, bytes | None]:
         """The key's current object and its stamp, from one snapshot."""
         def run(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None]:
             return (objects.current_object(conn, bucket, key),
                     versioned.get_stamp(conn, "object", bucket, key))
         return await self._read(run)
 
-    async def forget_stamp(self, kind: str, bucket: str, key: str,
-                           only_if: Callable[[bytes], bool]) -> bool:
-        """Drop an item's stamp if ``only_if(stamp)`` (tombstone garbage collection)."""
+    async def scan_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
+                          limit: int = 1000) -> list[StampRow]:
+        return await self._read(functools.partial(versioned.scan_stamps, kind=kind, after=after,
+                                                  limit=limit))
+
+    async def open_version(self, bucket: str, key: str, wanted: StampTest,
+                           ) -> tuple[ObjectMeta, AsyncIterator[bytes]] | None:
+        meta, stamp = await self.stored_version(bucket, key)
+        if meta is None or stamp is None or not wanted(stamp):
+            return None
+        if meta.size == 0:
+            return meta, InlineReader(b"", 1)
+        return meta, await self.open_reader(meta)
+
+    async def forget_stamp(self, kind: str, bucket: str, key: str, only_if: StampTest) -> bool:
         return bool(await self._write(functools.partial(
             versioned.forget_stamp, kind=kind, bucket=bucket, key=key, only_if=only_if)))
 
-    async def list_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
-                          limit: int = 1000) -> list[tuple[str, str, bytes, bool]]:
-        return await self._read(functools.partial(versioned.list_stamps, kind=kind, after=after,
-                                                  limit=limit))
+    async def apply_object(self, meta: ObjectMeta, data: tuple[WriteResult, ...],
+                           judge: Judge) -> bool:
+        inline = data[0].inline if len(data) == 1 else None
+        taken, _ = await self._apply_versioned(
+            "object", meta.bucket, meta.key, judge,
+            functools.partial(versioned.put_replica, meta=meta, inline=inline), new_data=data)
+        return taken
 
-    async def apply_versioned(self, kind: str, bucket: str, key: str, decide: versioned.Decide,
-                              body: Callable[[Txn], Any] | None, *,
-                              new_data: tuple[WriteResult, ...] = ()) -> tuple[bool, Any]:
-        """Run ``body`` only if ``decide`` (given the item's stamp, in the writer thread) says the
+    async def apply_tombstone(self, bucket: str, key: str, judge: Judge) -> bool:
+        taken, _ = await self._apply_versioned(
+            "object", bucket, key, judge,
+            functools.partial(versioned.delete_replica, bucket=bucket, key=key))
+        return taken
+
+    async def apply_bucket(self, name: str, owner_id: str, region: str, created: float,
+                           judge: Judge) -> bool:
+        taken, _ = await self._apply_versioned(
+            "bucket", name, "", judge,
+            functools.partial(versioned.create_bucket_replica, name=name, owner_id=owner_id,
+                              region=region, created=created))
+        return taken
+
+    async def apply_bucket_delete(self, name: str, judge: Judge) -> bool:
+        taken, _ = await self._apply_versioned(
+            "bucket", name, "", judge, functools.partial(versioned.delete_bucket_replica, name=name))
+        return taken
+
+    async def apply_bucket_config(self, bucket: str, kind: str, value: bytes | None,
+                                  judge: Judge) -> bool:
+        taken, _ = await self._apply_versioned(
+            kind, bucket, "", judge,
+            functools.partial(versioned.set_bucket_config_replica, bucket=bucket, kind=kind,
+                              value=value))
+        return taken
+
+    async def complete_upload_versioned(self, bucket: str, upload_id: str, meta: ObjectMeta,
+                                        part_numbers: list[int], judge: Judge,
+                                        ) -> ObjectMeta | None:
+        key = (await self.get_upload(bucket, upload_id)).key
+        taken, done = await self._apply_versioned(
+            "object", bucket, key, judge,
+            functools.partial(multipart.complete_upload, bucket=bucket, upload_id=upload_id,
+                              meta=meta, part_numbers=list(part_numbers), if_match=None,
+                              if_none_match=False))
+        return done if taken else None
+
+    async def _apply_versioned(self, kind: str, bucket: str, key: str, judge: Judge,
+                               body: Callable[[Txn], Any], *,
+                               new_data: tuple[WriteResult, ...] = ()) -> tuple[bool, Any]:
+        """Run ``body`` only if ``judge`` (given the item's stamp, in the writer thread) says the
         payload wins; store its stamp either way. ``new_data``: tmp files the body commits; when
         the payload loses they are removed here."""
         claims = tuple(d.vid for d in new_data if d.inline is None)
         taken, result = await self._write(
-            functools.partial(versioned.apply, kind=kind, bucket=bucket, key=key, decide=decide,
+            functools.partial(versioned.apply, kind=kind, bucket=bucket, key=key, judge=judge,
                               body=body), claims=claims, buckets_changed=kind != "object")
         if not taken:
             for d in new_data:
@@ -689,3 +743,7 @@ def _unlink_quiet(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _implements_replica_store(store: LocalStore) -> ReplicaStore:
+    return store    # mypy checks here that LocalStore keeps the whole protocol

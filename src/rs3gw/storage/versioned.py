@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from rs3gw.storage import objects
+from rs3gw.storage import buckets, objects
 from rs3gw.storage.metadb import Txn
 from rs3gw.storage.multipart import abort_bucket_uploads
+from rs3gw.storage.protocols import Judge, StampRow, StampTest
 from rs3gw.storage.types import ObjectMeta
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What ``decide`` returns: ``take_payload`` runs the body; ``stamp`` (if not None) is stored
-    as the item's stamp afterwards, whether or not the payload was taken (a merged vector)."""
-    take_payload: bool
-    stamp: bytes | None
-    tombstone: bool = False
-
-
-Decide = Callable[[bytes | None], Verdict]
 
 
 def get_stamp(conn: sqlite3.Connection, kind: str, bucket: str, key: str) -> bytes | None:
@@ -46,11 +34,11 @@ def set_stamp(txn: Txn, kind: str, bucket: str, key: str, stamp: bytes, tombston
                      (kind, bucket, key, stamp, int(tombstone), txn.now))
 
 
-def apply(txn: Txn, kind: str, bucket: str, key: str, decide: Decide,
+def apply(txn: Txn, kind: str, bucket: str, key: str, judge: Judge,
           body: Callable[[Txn], Any] | None) -> tuple[bool, Any]:
     """(payload taken, body's result). An exception from ``body`` fails the whole op: the stamp
     is not stored either."""
-    verdict = decide(get_stamp(txn.conn, kind, bucket, key))
+    verdict = judge(get_stamp(txn.conn, kind, bucket, key))
     result = None
     if verdict.take_payload and body is not None:
         result = body(txn)
@@ -59,8 +47,7 @@ def apply(txn: Txn, kind: str, bucket: str, key: str, decide: Decide,
     return verdict.take_payload, result
 
 
-def forget_stamp(txn: Txn, kind: str, bucket: str, key: str,
-                 only_if: Callable[[bytes], bool]) -> bool:
+def forget_stamp(txn: Txn, kind: str, bucket: str, key: str, only_if: StampTest) -> bool:
     stamp = get_stamp(txn.conn, kind, bucket, key)
     if stamp is None or not only_if(stamp):
         return False
@@ -69,15 +56,14 @@ def forget_stamp(txn: Txn, kind: str, bucket: str, key: str,
     return True
 
 
-def list_stamps(conn: sqlite3.Connection, kind: str, after: tuple[str, str],
-                limit: int) -> list[tuple[str, str, bytes, bool]]:
-    """(bucket, key, stamp, tombstone) in (bucket, key) order after ``after``: a cursor for
-    hand-off and repair scans."""
+def scan_stamps(conn: sqlite3.Connection, kind: str, after: tuple[str, str],
+                limit: int) -> list[StampRow]:
+    """Stamps in (bucket, key) order after ``after``: a cursor for hand-off and repair scans."""
     rows = conn.execute(
         "SELECT bucket, key, stamp, tombstone FROM item_versions WHERE kind = ? AND "
         "(bucket, key) > (?, ?) ORDER BY bucket, key LIMIT ?",
         (kind, after[0], after[1], limit)).fetchall()
-    return [(b, k, bytes(s), bool(t)) for b, k, s, t in rows]
+    return [StampRow(b, k, bytes(s), bool(t)) for b, k, s, t in rows]
 
 
 # --- payload bodies ---------------------------------------------------------------------------------
@@ -100,6 +86,10 @@ def put_replica(txn: Txn, meta: ObjectMeta, inline: bytes | None) -> ObjectMeta 
 def delete_replica(txn: Txn, bucket: str, key: str) -> ObjectMeta | None:
     """A tombstone's payload: the object goes if it is there (the stamp records the delete)."""
     return objects.delete_object(txn, bucket, key)
+
+
+def set_bucket_config_replica(txn: Txn, bucket: str, kind: str, value: bytes | None) -> None:
+    buckets.set_bucket_config(txn, bucket, kind, value)
 
 
 def create_bucket_replica(txn: Txn, name: str, owner_id: str, region: str, created: float) -> None:

@@ -1,0 +1,200 @@
+"""The storage boundary: what the S3 layer and the cluster may ask of a store.
+
+``ObjectStore`` is the S3 layer's view: every operation an S3 handler runs. ``LocalStore`` (one
+node, storage/store.py) and ``ClusterStore`` (cluster mode, rs3gw.cluster) both implement it, and
+the handlers know nothing else (``Ctx.store``).
+
+``ReplicaStore`` is the cluster's view of this node's own LocalStore: the ObjectStore operations a
+replica serves, plus named operations for replicated versions. Version stamps are opaque bytes
+here; the cluster encodes them. The one thing the cluster passes in is a ``Judge``: given the
+stamp the item has *inside the write transaction*, it says whether the incoming payload wins and
+which stamp to keep. Deciding in the transaction that applies is what makes a replayed, late or
+reordered event harmless (nothing can change the stamp between the check and the write). A judge
+is a pure function of the stamp: it never touches the database.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from rs3gw.storage.types import (
+    BucketInfo,
+    ListPage,
+    ObjectMeta,
+    PartInfo,
+    UploadInfo,
+    WriteResult,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a Judge returns: ``take_payload`` stores the incoming payload; ``stamp`` (if not None)
+    is stored as the item's stamp afterwards, whether or not the payload was taken (a merged
+    vector); ``tombstone`` marks that stamp as a delete's."""
+    take_payload: bool
+    stamp: bytes | None
+    tombstone: bool = False
+
+
+Judge = Callable[[bytes | None], Verdict]
+StampTest = Callable[[bytes], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class StampRow:
+    """One stored stamp, as scan_stamps returns them in (bucket, key) order."""
+    bucket: str
+    key: str
+    stamp: bytes
+    tombstone: bool
+
+
+class ObjectSink(Protocol):
+    """What begin_write returns: the body goes in chunk by chunk; finish() makes a WriteResult
+    (not visible to anyone until put_object/put_part commits it), abort() removes it."""
+
+    vid: str
+
+    @property
+    def size(self) -> int: ...
+
+    async def write(self, chunk: bytes | memoryview | bytearray) -> None: ...
+
+    async def finish(self) -> WriteResult: ...
+
+    async def abort(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    """Every operation an S3 handler runs."""
+
+    # --- buckets ---
+    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo: ...
+
+    async def get_bucket(self, name: str) -> BucketInfo | None: ...
+
+    async def list_buckets(self) -> list[BucketInfo]: ...
+
+    async def delete_bucket(self, name: str) -> None: ...
+
+    async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None: ...
+
+    # --- object data ---
+    def begin_write(self, checksum_algos: Iterable[str] = (), *, inline: bool = True,
+                    target: tuple[str, str, int | None] | None = None) -> ObjectSink: ...
+
+    async def discard_write(self, data: WriteResult) -> None: ...
+
+    async def copy_data(self, src: ObjectMeta, start: int, end_inclusive: int,
+                        checksum_algos: Iterable[str] = ()) -> WriteResult: ...
+
+    # --- objects ---
+    async def put_object(self, meta: ObjectMeta, data: WriteResult | None, *,
+                         if_match: str | None = None,
+                         if_none_match: bool = False) -> ObjectMeta | None: ...
+
+    async def get_object(self, bucket: str, key: str) -> ObjectMeta | None: ...
+
+    async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
+                            ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]: ...
+
+    def body_reader(self, body: bytes, start: int, end_inclusive: int,
+                    chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]: ...
+
+    async def open_reader(self, meta: ObjectMeta, start: int = 0,
+                          end_inclusive: int | None = None,
+                          chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]: ...
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None: ...
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[ObjectMeta | None]: ...
+
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta: ...
+
+    # --- listing ---
+    async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           after: str = "", max_keys: int = 1000) -> ListPage: ...
+
+    async def list_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           key_marker: str = "", upload_id_marker: str = "",
+                           max_uploads: int = 1000,
+                           ) -> tuple[list[UploadInfo], list[str], bool]: ...
+
+    # --- multipart ---
+    async def create_upload(self, info: UploadInfo) -> UploadInfo: ...
+
+    async def get_upload(self, bucket: str, upload_id: str) -> UploadInfo: ...
+
+    async def put_part(self, bucket: str, upload_id: str, part_number: int, data: WriteResult,
+                       checksums: dict[str, str]) -> PartInfo: ...
+
+    async def list_parts(self, bucket: str, upload_id: str, *, part_marker: int = 0,
+                         max_parts: int = 1000) -> tuple[list[PartInfo], bool]: ...
+
+    async def complete_upload(self, bucket: str, upload_id: str, meta: ObjectMeta,
+                              part_numbers: list[int], *, if_match: str | None = None,
+                              if_none_match: bool = False) -> ObjectMeta: ...
+
+    async def abort_upload(self, bucket: str, upload_id: str) -> None: ...
+
+
+class ReplicaStore(ObjectStore, Protocol):
+    """This node's own store as the cluster uses it: ObjectStore plus replicated versions."""
+
+    def read_write(self, data: WriteResult, chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The bytes of a finished, not yet committed write (a part forwarded to its owner)."""
+        ...
+
+    # --- stamps ---
+    async def item_stamp(self, kind: str, bucket: str, key: str = "") -> bytes | None: ...
+
+    async def stored_version(self, bucket: str, key: str,
+                             ) -> tuple[ObjectMeta | None, bytes | None]:
+        """The key's current object and its stamp, from one snapshot."""
+        ...
+
+    async def scan_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
+                          limit: int = 1000) -> list[StampRow]:
+        """A cursor over stored stamps in (bucket, key) order (hand-off, anti-entropy digests)."""
+        ...
+
+    async def open_version(self, bucket: str, key: str, wanted: StampTest,
+                           ) -> tuple[ObjectMeta, AsyncIterator[bytes]] | None:
+        """The current object's metadata and a reader over all its bytes, if its stamp passes
+        ``wanted``; None if the key is gone or holds another version."""
+        ...
+
+    # --- replicated versions (each runs ``judge`` inside its write transaction) ---
+    async def apply_object(self, meta: ObjectMeta, data: tuple[WriteResult, ...],
+                           judge: Judge) -> bool:
+        """Store ``meta`` whose segments are exactly ``data`` (new writes of this node, in
+        order; one inline segment at most). True if it was taken; else ``data`` is discarded."""
+        ...
+
+    async def apply_tombstone(self, bucket: str, key: str, judge: Judge) -> bool:
+        """Remove the key's object if the judge takes the delete (the stamp records it)."""
+        ...
+
+    async def apply_bucket(self, name: str, owner_id: str, region: str, created: float,
+                           judge: Judge) -> bool: ...
+
+    async def apply_bucket_delete(self, name: str, judge: Judge) -> bool:
+        """Drop the bucket with whatever this node still holds in it (the coordinator checked
+        that it was empty on every reachable node)."""
+        ...
+
+    async def apply_bucket_config(self, bucket: str, kind: str, value: bytes | None,
+                                  judge: Judge) -> bool: ...
+
+    async def complete_upload_versioned(self, bucket: str, upload_id: str, meta: ObjectMeta,
+                                        part_numbers: list[int], judge: Judge,
+                                        ) -> ObjectMeta | None:
+        """CompleteMultipartUpload as a stamped write: the committed object, or None if the
+        judge refused it (the upload is then left as it was)."""
+        ...
+
+    async def forget_stamp(self, kind: str, bucket: str, key: str, only_if: StampTest) -> bool:
+        """Drop an item's stamp if ``only_if(stamp)`` (tombstone garbage collection)."""
+        ...
