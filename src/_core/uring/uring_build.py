@@ -1,6 +1,7 @@
-"""cffi API-mode builder for rs3gw._core._uring (liburing + uring_batch.c).
+"""cffi API-mode builder for rs3gw._core._uring (liburing + uring_batch.c beside this file).
 
-Run by setup.py through ``cffi_modules``; the Python face is rs3gw._core.uring.
+Run by setup.py through ``cffi_modules`` (from the project root, so the paths handed to cffi are
+relative to it); the Python face is rs3gw._core.uring.
 """
 
 from __future__ import annotations
