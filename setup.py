@@ -8,6 +8,7 @@ A missing system library is a build error, never a silent pure-Python build.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ def _extension(mod: CoreModule) -> Extension:
         f"rs3gw._core.{mod.name}",
         sources=mod.sources,
         include_dirs=mod.include_dirs,
+        # build_ext only compares sources with the built module: without the headers here, an edit
+        # to shared/crc64nvme.h would leave crc and hashing stale.
+        depends=sorted(h for d in mod.include_dirs for h in glob.glob(f"{d}/*.h")),
         libraries=[lib.name for lib in mod.libs],
         extra_compile_args=CYTHON_C_FLAGS if cython else C_FLAGS,
     )

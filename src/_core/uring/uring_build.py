@@ -67,6 +67,8 @@ ffibuilder.set_source(
     '#include "uring_batch.h"\n',
     sources=[os.path.relpath(os.path.join(HERE, "uring_batch.c"))],
     include_dirs=[os.path.relpath(HERE)],
+    # So an edit to the header alone rebuilds the module (build_ext compares only what it is told).
+    depends=[os.path.relpath(os.path.join(HERE, "uring_batch.h"))],
     libraries=["uring"],
     extra_compile_args=C_FLAGS,
 )
