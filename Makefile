@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_PACKAGES := build-essential python3-dev python3-venv libisal-dev liburing-dev libssl-dev libzstd-dev liblz4-dev \
 	pkg-config rclone s3cmd openssl fio
-# Anything that changes what `pip install -e` produces re-runs the install.
+# Anything that changes what `pip install -e` produces re-runs the install: every file under src/_core,
+# whose sources sit one folder per module (a one-level wildcard would miss them).
 DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
-DEPS_INPUTS := pyproject.toml setup.py $(wildcard src/_core/*)
+DEPS_INPUTS := pyproject.toml setup.py $(shell find src/_core -type f -not -path '*/__pycache__/*')
 PYTEST_FAST := -m "not slow and not clients"
 
 .PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core bench

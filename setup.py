@@ -1,10 +1,14 @@
-"""Builds the compiled core (src/_core/ -> rs3gw._core.*); metadata lives in pyproject.toml.
+"""Builds the compiled core (src/_core/<folder>/ -> rs3gw._core.<name>); metadata lives in pyproject.toml.
+
+One folder per compiled module, plus src/_core/shared/ for C linked into more than one of them
+(src/_core/README.md has the table).
 
 A missing system library is a build error, never a silent pure-Python build.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -13,6 +17,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CORE = "src/_core"
+SHARED = f"{CORE}/shared"  # C linked into more than one module
 
 # Our C is held to warnings-as-errors; Cython-generated C gets the same minus the
 # unused-function noise Cython emits by design.
@@ -33,6 +38,7 @@ class CoreModule:
     name: str  # rs3gw._core.<name>
     sources: list[str]
     libs: list[SystemLib] = field(default_factory=list)
+    include_dirs: list[str] = field(default_factory=list)  # where its own "..." headers live
     cffi: str = ""  # "<builder.py>:ffibuilder" for a cffi API-mode module; its sources live in the builder
 
 
@@ -43,11 +49,14 @@ URING = SystemLib("uring", "liburing.h", "io_uring_queue_init", "liburing-dev")
 CRYPTO = SystemLib("crypto", "openssl/evp.h", "EVP_MAC_fetch", "libssl-dev")
 
 MODULES = [
-    CoreModule("_uring", [], [URING], cffi=f"{CORE}/uring_build.py:ffibuilder"),
-    CoreModule("batch", [f"{CORE}/batch.pyx"], [ZSTD, LZ4, ISAL]),
-    CoreModule("chunked", [f"{CORE}/chunked.pyx", f"{CORE}/chunked_core.c"], [CRYPTO]),
-    CoreModule("crc", [f"{CORE}/crc.c", f"{CORE}/crc64nvme.c"], [ISAL]),
-    CoreModule("hashing", [f"{CORE}/hashing.c", f"{CORE}/crc64nvme.c"], [ISAL, CRYPTO]),
+    CoreModule("_uring", [], [URING], cffi=f"{CORE}/uring/uring_build.py:ffibuilder"),
+    CoreModule("batch", [f"{CORE}/batch/batch.pyx"], [ZSTD, LZ4, ISAL]),
+    # The generated chunked.c is compiled from build/cython/, away from chunked_core.h: name its folder.
+    CoreModule("chunked", [f"{CORE}/chunked/chunked.pyx", f"{CORE}/chunked/chunked_core.c"], [CRYPTO],
+               include_dirs=[f"{CORE}/chunked"]),
+    CoreModule("crc", [f"{CORE}/crc/crc.c", f"{SHARED}/crc64nvme.c"], [ISAL], include_dirs=[SHARED]),
+    CoreModule("hashing", [f"{CORE}/hashing/hashing.c", f"{SHARED}/crc64nvme.c"], [ISAL, CRYPTO],
+               include_dirs=[SHARED]),
 ]
 
 
@@ -56,6 +65,10 @@ def _extension(mod: CoreModule) -> Extension:
     return Extension(
         f"rs3gw._core.{mod.name}",
         sources=mod.sources,
+        include_dirs=mod.include_dirs,
+        # build_ext only compares sources with the built module: without the headers here, an edit
+        # to shared/crc64nvme.h would leave crc and hashing stale.
+        depends=sorted(h for d in mod.include_dirs for h in glob.glob(f"{d}/*.h")),
         libraries=[lib.name for lib in mod.libs],
         extra_compile_args=CYTHON_C_FLAGS if cython else C_FLAGS,
     )

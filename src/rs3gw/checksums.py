@@ -1,8 +1,9 @@
 """Object checksums as S3 defines them: streaming hashers, header encoding, multipart forms.
 
 Streaming hashes come from the compiled core (rs3gw._core.hashing: MD5/SHA via OpenSSL and the CRCs
-in one pass), CRC combine from rs3gw._core.crc. A missing build is an ImportError, never a silent
-slow path; RS3GW_CORE=reference swaps in the pure-Python twins for tests only.
+in one pass), CRC combine from rs3gw._core.crc, both through rs3gw._core.load: a missing build is an
+ImportError, never a silent slow path; RS3GW_CORE=reference swaps in the pure-Python twins for tests
+only.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from collections.abc import Callable, Iterable
-from types import ModuleType
 from typing import TYPE_CHECKING
+
+from rs3gw._core import implementation, load
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # collections.abc.Buffer arrives in 3.12
@@ -25,21 +26,10 @@ CRC_ALGOS = ("crc32", "crc32c", "crc64nvme")
 DIGEST_SIZES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32, "md5": 16}
 
 
-def _load_core() -> tuple[ModuleType, ModuleType, str]:
-    if os.environ.get("RS3GW_CORE", "compiled") == "reference":
-        from rs3gw._core import crc_ref, hashing_ref
-
-        return crc_ref, hashing_ref, "reference"
-    try:
-        from rs3gw._core import crc, hashing
-    except ImportError as exc:
-        raise ImportError(
-            "rs3gw._core.crc/hashing is not built: run `make build` (or `make deps` on a fresh machine)"
-        ) from exc
-    return crc, hashing, f"compiled:{crc.backend}"
-
-
-_crc, _hashing, backend = _load_core()
+_crc = load("crc")
+_hashing = load("hashing")
+# "compiled:isa-l+<crc64 kernel>" or "reference".
+backend = "reference" if implementation() == "reference" else f"compiled:{_crc.backend}"
 # What Hasher runs on: "compiled:openssl+isa-l+<crc64 kernel>" or "reference".
 hasher_backend = "reference" if backend == "reference" else f"compiled:{_hashing.backend}"
 

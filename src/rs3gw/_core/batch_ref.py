@@ -1,6 +1,6 @@
 """Pure-Python reference twin of rs3gw._core.batch: same API, same frames, used by tests as an oracle.
 
-The wire format (version 1) is documented in src/_core/batch.pyx. This twin builds it with struct,
+The wire format (version 1) is documented in src/_core/batch/batch.pyx. This twin builds it with struct,
 msgpack, the `zstandard` and `lz4` packages and the table CRC-32C of rs3gw._core.crc_ref, so it shares
 no compression or CRC code with the compiled module. Not a production path: the CRC runs at a few
 MB/s.

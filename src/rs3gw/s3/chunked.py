@@ -1,15 +1,17 @@
 """``Content-Encoding: aws-chunked`` request bodies: the S3 face of rs3gw._core.chunked.
 
 Decoding (framing, chunk SHA-256 and the chunk-signature chain, trailers) is done by the compiled
-core. A missing build is an ImportError, never a silent slow path; RS3GW_CORE=reference swaps in
-the pure-Python twin for tests only. This module only turns the core's ChunkError into S3Error.
+core, loaded through rs3gw._core.load: a missing build is an ImportError, never a silent slow path;
+RS3GW_CORE=reference swaps in the pure-Python twin for tests only. This module only turns the core's
+ChunkError into S3Error.
 """
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Any, ClassVar, Protocol
+
+from rs3gw._core import implementation, load
 
 from .errors import S3Error
 
@@ -21,21 +23,9 @@ _S3_CODES = {
 }
 
 
-def _load_core() -> tuple[ModuleType, str]:
-    if os.environ.get("RS3GW_CORE", "compiled") == "reference":
-        from rs3gw._core import chunked_ref
-
-        return chunked_ref, "reference"
-    try:
-        from rs3gw._core import chunked
-    except ImportError as exc:
-        raise ImportError(
-            "rs3gw._core.chunked is not built: run `make build` (or `make deps` on a fresh machine)"
-        ) from exc
-    return chunked, f"compiled:{chunked.backend}"
-
-
-_core, backend = _load_core()
+_core = load("chunked")
+# "compiled:openssl-<version>" or "reference".
+backend = "reference" if implementation() == "reference" else f"compiled:{_core.backend}"
 
 
 class _ChunkError(Protocol):

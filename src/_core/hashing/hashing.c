@@ -4,9 +4,9 @@
  *
  * The cryptographic digests go through OpenSSL 3 libcrypto (EVP, algorithms
  * fetched once at import), CRC-32/CRC-32C through ISA-L, CRC-64/NVME through
- * our fold kernels (crc64nvme.c). "One pass": each update is cut into blocks
- * that fit in L2 and every requested algorithm runs over a block before the
- * next one is touched, so the data comes from RAM once and the later
+ * our fold kernels (shared/crc64nvme.c). "One pass": each update is cut into
+ * blocks that fit in L2 and every requested algorithm runs over a block before
+ * the next one is touched, so the data comes from RAM once and the later
  * algorithms read it cache-hot.
  *
  * update() releases the GIL for the whole call on large inputs. A Hasher is

@@ -3,7 +3,7 @@
  *
  * CRC-32 and CRC-32C come from ISA-L (hand-written SIMD with its own CPU
  * dispatch). ISA-L 2.30 has no CRC-64/NVME, so that one is ours, in
- * crc64nvme.c (shared with rs3gw._core.hashing).
+ * shared/crc64nvme.c (linked into rs3gw._core.hashing too).
  *
  * All public values are in the finalized form S3 and zlib use (init and
  * xorout all ones already applied), so f(b, f(a)) == f(a + b).

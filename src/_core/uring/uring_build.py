@@ -1,6 +1,7 @@
-"""cffi API-mode builder for rs3gw._core._uring (liburing + uring_batch.c).
+"""cffi API-mode builder for rs3gw._core._uring (liburing + uring_batch.c beside this file).
 
-Run by setup.py through ``cffi_modules``; the Python face is rs3gw._core.uring.
+Run by setup.py through ``cffi_modules`` (from the project root, so the paths handed to cffi are
+relative to it); the Python face is rs3gw._core.uring.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ ffibuilder.set_source(
     '#include "uring_batch.h"\n',
     sources=[os.path.relpath(os.path.join(HERE, "uring_batch.c"))],
     include_dirs=[os.path.relpath(HERE)],
+    # So an edit to the header alone rebuilds the module (build_ext compares only what it is told).
+    depends=[os.path.relpath(os.path.join(HERE, "uring_batch.h"))],
     libraries=["uring"],
     extra_compile_args=C_FLAGS,
 )
