@@ -11,7 +11,6 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from . import __version__, checksums
 from ._core.directio import select_backend
@@ -23,7 +22,7 @@ from .observability import loopguard
 from .observability.metrics import Metrics
 from .s3 import chunked
 from .s3.app import S3App
-from .storage import LocalStore, StorageError
+from .storage import LocalStore, ObjectStore, StorageError
 from .storage.directfiles import IO_BUFFERS
 from .tls import ssl_context
 
@@ -72,23 +71,21 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         raise
     metrics = Metrics()
     node = None
-    front: Any = store
+    front: ObjectStore = store
     if cluster_cfg is not None and cluster_cfg.enabled:
         from .cluster.node import ClusterNode
-        from .cluster.store import ClusterStore
-        node = ClusterNode(cluster_cfg, store, s3_endpoint=f"{cfg.bind_host}:{cfg.bind_port}")
         try:
-            await node.start()
+            node = await ClusterNode.open(cluster_cfg, store,
+                                          s3_endpoint=f"{cfg.bind_host}:{cfg.bind_port}")
         except BaseException:
-            await node.close()
             await store.close()
             await io_backend.aclose()
             raise
-        front = ClusterStore(store, node)
+        front = node.store
     app = S3App(cfg, front, metrics)
     if node is not None:
-        app.cluster = node
-        metrics.attach_cluster(node)
+        app.cluster = node.view
+        metrics.attach_cluster(node.view)
     limits = HttpLimits(max_header_bytes=cfg.max_header_bytes, max_uri_bytes=cfg.max_uri_bytes,
                         idle_timeout_s=cfg.idle_timeout_s, request_timeout_s=cfg.request_timeout_s,
                         max_concurrent=cfg.max_concurrent)
@@ -115,11 +112,12 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         metrics.backend.labels(comp, impl).set(1)
     cluster_note = ""
     if node is not None:
-        node.backends.update(backends)
-        node.membership.update_metadata({"s3": f"{host}:{port}"})
+        node.status.backends.update(backends)
+        node.advertise_s3(f"{host}:{port}")
         # SIGTERM and POST /api/cluster/leave both mean: leave the cluster gracefully, then exit.
         loop.create_task(_stop_on(node.leave_requested, stop))
-        cluster_note = (f" cluster=node:{node.node_id},mode:{node.mode},factor:{node.factor},"
+        cluster_note = (f" cluster=node:{node.node_id},mode:{node.cfg.replication_mode},"
+                        f"factor:{node.cfg.replication_factor},"
                         f"peer_port:{node.membership.local.address[1]}")
     app.ready = True
     scheme = "https" if tls else "http"
@@ -141,7 +139,6 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
     await server.shutdown(cfg.drain_timeout_s)
     if node is not None:
-        await front.close()
         await node.depart()
     await store.close()
     await io_backend.aclose()

@@ -25,6 +25,8 @@ from servers import (
     make_root_user,
 )
 
+from rs3gw.cluster.messages import GetObject
+from rs3gw.cluster.rpc import Rpc
 from rs3gw.cluster.transport import Transport
 
 # Fast failure detection for tests: the issue's own test values.
@@ -111,17 +113,16 @@ class ClusterProcs:
 
     def local_copy(self, i: int, bucket: str, key: str) -> tuple[str | None, bytes | None]:
         """(ETag, bytes) of what node i itself stores for the key, asked over the node-to-node
-        protocol (rep.get), so no other node's copy can stand in for it. (None, None): nothing."""
+        protocol (GetObject), so no other node's copy can stand in for it. (None, None): nothing."""
         async def ask() -> tuple[str | None, bytes | None]:
             t = Transport()
             try:
-                reply = await t.request(("127.0.0.1", self.ports[i]), "rep.get",
-                                        {"b": bucket, "k": key}, timeout_s=30)
-                m = reply.body.get("m")
-                if m is None:
+                answer = await Rpc(t).request(("127.0.0.1", self.ports[i]),
+                                              GetObject(bucket=bucket, key=key), timeout_s=30)
+                if answer.reply.meta is None:
                     return None, None
-                body = await reply.stream.readall() if reply.stream is not None else b""
-                return m["m"]["etag"], body
+                body = await answer.stream.readall() if answer.stream is not None else b""
+                return answer.reply.meta.etag, body
             finally:
                 await t.close()
         return run(ask())

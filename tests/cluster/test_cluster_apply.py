@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from cluster_helpers import run
@@ -14,8 +13,8 @@ from rs3gw.cluster import stamps
 from rs3gw.cluster.conflicts import ConflictResolver
 from rs3gw.cluster.events import CreateBucket, DeleteObject, PutObject
 from rs3gw.cluster.hlc import HybridClock
-from rs3gw.cluster.node import NodeStats
 from rs3gw.cluster.receiver import Receiver
+from rs3gw.cluster.stats import ReplicationStats
 from rs3gw.cluster.versions import ObjectVersion
 from rs3gw.storage import LocalStore, ObjectMeta, Segment
 
@@ -54,8 +53,9 @@ def test_events_apply_once_older_never_wins_tombstones_hold(tmp_path: Path) -> N
         store = LocalStore(tmp_path / "r")
         await store.open()
         try:
-            node = SimpleNamespace(store=store, resolver=ConflictResolver(), stats=NodeStats())
-            rx = Receiver(node)  # type: ignore[arg-type]
+            stamper = stamps.Stamper("node-r", HybridClock("node-r"), ConflictResolver(),
+                                     ConflictResolver())
+            rx = Receiver(store, stamper, ReplicationStats())
             a, b = HybridClock("node-a"), HybridClock("node-b")
             v0 = ObjectVersion.first("node-a", a.now())
             await rx.apply_event(CreateBucket(event_id=v0.hlc, bucket="bkt", vector=v0.vector,

@@ -152,13 +152,12 @@ def test_unusable_node_id_file_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_custom_conflict_resolver_is_loaded_at_start_up(tmp_path: Path) -> None:
-    from rs3gw.cluster.conflicts import Strategy
-    from rs3gw.cluster.node import _resolver
+    from rs3gw.cluster.conflicts import Strategy, resolver_for
 
     base = {"RS3GW_STORAGE_ROOT": str(tmp_path), "RS3GW_TOMBSTONE_GC_INTERVAL": "2.5"}
     cfg = load_cluster_config({**base, "RS3GW_CONFLICT_RESOLVER": "rs3gw.cluster.conflicts:_later"})
     assert cfg.conflict_resolver == "rs3gw.cluster.conflicts:_later"
     assert cfg.tombstone_gc_interval_s == 2.5
-    assert _resolver(cfg).strategy is Strategy.CUSTOM
+    assert resolver_for(cfg.conflict_resolution, cfg.conflict_resolver).strategy is Strategy.CUSTOM
     with pytest.raises(ConfigError, match="RS3GW_CONFLICT_RESOLVER"):
         load_cluster_config({**base, "RS3GW_CONFLICT_RESOLVER": "no.such.module:fn"})

@@ -1,4 +1,4 @@
-"""Membership across real processes (python -m rs3gw.cluster.node_demo) with real faults:
+"""Membership across real processes (tests/cluster/node_demo.py) with real faults:
 SIGKILL, SIGSTOP/SIGCONT, restart with the same persisted node id, graceful leave (SIGTERM)."""
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cluster_helpers import free_ports
 
 pytestmark = pytest.mark.slow
 
+NODE_DEMO = Path(__file__).with_name("node_demo.py")
 GOSSIP_S = 0.5
 HEARTBEAT_S = 0.5
 TIMEOUT_S = 4.0
@@ -56,7 +57,7 @@ class Node:
         env.pop("RS3GW_CLUSTER_NODE_ID", None)
         self.view, self.history = {}, []
         with open(self.root.parent / f"{self.name}.stderr", "ab") as stderr:
-            self.proc = subprocess.Popen([sys.executable, "-m", "rs3gw.cluster.node_demo"], env=env,
+            self.proc = subprocess.Popen([sys.executable, str(NODE_DEMO)], env=env,
                                          stdout=subprocess.PIPE, stderr=stderr)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         return self

@@ -17,15 +17,17 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+
+from rs3gw.storage import ReplicaStore
 
 from . import stamps
-from .handoff import event_for, push_event
-from .transport import Message, RemoteError, TransportError
+from .messages import DigestRequest, Digests, KeyEntries, KeysRequest, StampEntry
+from .peers import Peers
+from .pusher import Pusher
+from .rpc import Inbound, Rpc
+from .topology import Topology
+from .transport import TransportError
 from .versions import ObjectVersion
-
-if TYPE_CHECKING:
-    from .node import ClusterNode
 
 log = logging.getLogger("rs3gw.cluster.antientropy")
 
@@ -45,30 +47,6 @@ def identity(v: ObjectVersion) -> bytes:
     return f"{v.hlc.physical_ms}.{v.hlc.logical}|{v.origin}|{v.etag}|{int(v.tombstone)}".encode()
 
 
-async def shared_entries(node: ClusterNode, peer: str,
-                         parts: set[int] | None = None) -> Iterable[tuple[str, str, ObjectVersion]]:
-    """(bucket, key, version) of every object stamp here whose replica set holds both this node
-    and ``peer`` (optionally only in ``parts``)."""
-    out: list[tuple[str, str, ObjectVersion]] = []
-    cursor = ("", "")
-    me = node.node_id
-    while True:
-        rows = await node.store.list_stamps("object", cursor, SCAN_PAGE)
-        if not rows:
-            return out
-        for bucket, key, blob, _tomb in rows:
-            cursor = (bucket, key)
-            if parts is not None and _partition(bucket, key) not in parts:
-                continue
-            replicas = node.replicas(bucket, key)
-            if me not in replicas or peer not in replicas:
-                continue
-            v = stamps.decode(blob)
-            if v is not None:
-                out.append((bucket, key, v))
-        await asyncio.sleep(0)          # a big scan yields to requests between pages
-
-
 def digests(entries: Iterable[tuple[str, str, ObjectVersion]]) -> list[bytes]:
     acc = [0] * PARTITIONS
     for bucket, key, v in entries:
@@ -79,72 +57,100 @@ def digests(entries: Iterable[tuple[str, str, ObjectVersion]]) -> list[bytes]:
     return [a.to_bytes(16, "big") for a in acc]
 
 
-async def on_digest(node: ClusterNode, msg: Message) -> dict[str, Any]:
-    peer = msg.body.get("from")
-    if not isinstance(peer, str):
-        raise RemoteError("BadRequest", "rep.ae_digest needs the asking node's id")
-    return {"d": digests(await shared_entries(node, peer))}
+class AntiEntropy:
+    def __init__(self, store: ReplicaStore, topology: Topology, peers: Peers, pusher: Pusher,
+                 stamper: stamps.Stamper, *, interval_s: float) -> None:
+        self._store = store
+        self._topology = topology
+        self._peers = peers
+        self._pusher = pusher
+        self._stamper = stamper
+        self._interval_s = interval_s
 
+    def serve(self, rpc: Rpc) -> None:
+        rpc.serve(DigestRequest, self.on_digest)
+        rpc.serve(KeysRequest, self.on_keys)
 
-async def on_keys(node: ClusterNode, msg: Message) -> dict[str, Any]:
-    peer = msg.body.get("from")
-    parts = msg.body.get("p")
-    if not isinstance(peer, str) or not isinstance(parts, list):
-        raise RemoteError("BadRequest", "rep.ae_keys needs the asking node's id and partitions")
-    entries = list(await shared_entries(node, peer, {int(p) for p in parts}))
-    return {"e": [[b, k, stamps.encode(v)] for b, k, v in entries[:KEYS_PER_EXCHANGE_MAX]]}
+    async def shared_entries(self, peer: str, parts: set[int] | None = None,
+                             ) -> list[tuple[str, str, ObjectVersion]]:
+        """(bucket, key, version) of every object stamp here whose replica set holds both this
+        node and ``peer`` (optionally only in ``parts``)."""
+        out: list[tuple[str, str, ObjectVersion]] = []
+        cursor = ("", "")
+        me = self._topology.node_id
+        while True:
+            rows = await self._store.scan_stamps("object", cursor, SCAN_PAGE)
+            if not rows:
+                return out
+            for row in rows:
+                cursor = (row.bucket, row.key)
+                if parts is not None and _partition(row.bucket, row.key) not in parts:
+                    continue
+                replicas = self._topology.replicas(row.bucket, row.key)
+                if me not in replicas or peer not in replicas:
+                    continue
+                v = stamps.decode(row.stamp)
+                if v is not None:
+                    out.append((row.bucket, row.key, v))
+            await asyncio.sleep(0)          # a big scan yields to requests between pages
 
+    async def on_digest(self, req: DigestRequest, _in: Inbound) -> Digests:
+        return Digests(digests=digests(await self.shared_entries(req.sender)))
 
-async def sync_with(node: ClusterNode, peer: str) -> int:
-    """One exchange with ``peer``; returns the number of versions pushed to it."""
-    mine = list(await shared_entries(node, peer))
-    reply = await node.call(peer, "rep.ae_digest", {"from": node.node_id})
-    theirs = reply.body.get("d") or []
-    ours = digests(mine)
-    differ = [p for p in range(PARTITIONS) if p >= len(theirs) or theirs[p] != ours[p]]
-    if not differ:
-        return 0
-    reply = await node.call(peer, "rep.ae_keys", {"from": node.node_id, "p": differ})
-    remote: dict[tuple[str, str], ObjectVersion | None] = {
-        (b, k): stamps.decode(s) for b, k, s in reply.body.get("e") or []}
-    wanted = set(differ)
-    pushed = 0
-    for bucket, key, v in mine:
-        if _partition(bucket, key) not in wanted:
-            continue
-        other = remote.get((bucket, key))
-        if other is not None:
-            if identity(other) == identity(v):
-                continue    # they have it
-            winner = stamps.newest([v, other], node.read_resolver)
-            if winner is None or not winner.same_write(v):
-                continue    # theirs wins; they push it to us in their rounds
-        ev = await event_for(node, bucket, key, v)
-        if ev is None:
-            continue
-        if await push_event(node, peer, ev):
-            pushed += 1
-            if pushed >= PUSHES_PER_ROUND_MAX:
-                break
-    if pushed:
-        log.info("anti-entropy: pushed %d versions to %s", pushed, peer)
-    return pushed
+    async def on_keys(self, req: KeysRequest, _in: Inbound) -> KeyEntries:
+        entries = await self.shared_entries(req.sender, set(req.partitions))
+        return KeyEntries(entries=[StampEntry(b, k, stamps.encode(v))
+                                   for b, k, v in entries[:KEYS_PER_EXCHANGE_MAX]])
 
+    async def sync_with(self, peer: str) -> int:
+        """One exchange with ``peer``; returns the number of versions pushed to it."""
+        me = self._topology.node_id
+        mine = await self.shared_entries(peer)
+        theirs = (await self._peers.call(peer, DigestRequest(sender=me))).digests
+        ours = digests(mine)
+        differ = [p for p in range(PARTITIONS) if p >= len(theirs) or theirs[p] != ours[p]]
+        if not differ:
+            return 0
+        reply = await self._peers.call(peer, KeysRequest(sender=me, partitions=differ))
+        remote: dict[tuple[str, str], ObjectVersion | None] = {
+            (e.bucket, e.key): stamps.decode(e.stamp) for e in reply.entries}
+        wanted = set(differ)
+        pushed = 0
+        for bucket, key, v in mine:
+            if _partition(bucket, key) not in wanted:
+                continue
+            other = remote.get((bucket, key))
+            if other is not None:
+                if identity(other) == identity(v):
+                    continue    # they have it
+                winner = self._stamper.newest([v, other])
+                if winner is None or not winner.same_write(v):
+                    continue    # theirs wins; they push it to us in their rounds
+            ev = await self._pusher.event_for(bucket, key, v)
+            if ev is None:
+                continue
+            if await self._pusher.push(peer, ev) is not None:
+                pushed += 1
+                if pushed >= PUSHES_PER_ROUND_MAX:
+                    break
+        if pushed:
+            log.info("anti-entropy: pushed %d versions to %s", pushed, peer)
+        return pushed
 
-async def loop(node: ClusterNode) -> None:
-    turn = 0
-    while True:
-        await asyncio.sleep(node.cfg.anti_entropy_interval_s)
-        peers = [n for n in node.others() if node.live(n)]
-        if not peers:
-            continue
-        peer = peers[turn % len(peers)]
-        turn += 1
-        try:
-            await sync_with(node, peer)
-        except asyncio.CancelledError:
-            raise
-        except (TransportError, OSError) as e:
-            log.debug("anti-entropy with %s: %s", peer, e)
-        except Exception:
-            log.exception("anti-entropy with %s failed", peer)
+    async def run(self) -> None:
+        turn = 0
+        while True:
+            await asyncio.sleep(self._interval_s)
+            peers = [n for n in self._topology.others() if self._topology.live(n)]
+            if not peers:
+                continue
+            peer = peers[turn % len(peers)]
+            turn += 1
+            try:
+                await self.sync_with(peer)
+            except asyncio.CancelledError:
+                raise
+            except (TransportError, OSError) as e:
+                log.debug("anti-entropy with %s: %s", peer, e)
+            except Exception:
+                log.exception("anti-entropy with %s failed", peer)

@@ -2,20 +2,21 @@
 change is stamped, committed here and shipped to every other member with the mode's counting."""
 from __future__ import annotations
 
-import functools
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from rs3gw.storage import objects, versioned
-from rs3gw.storage.types import (
+from rs3gw.storage import (
     BucketExists,
     BucketInfo,
     BucketNotEmpty,
+    Judge,
     NoSuchBucket,
+    ReplicaStore,
     Unavailable,
 )
 
 from . import stamps
+from .coordinator import Coordinator
 from .events import (
     CreateBucket,
     DeleteBucket,
@@ -25,37 +26,40 @@ from .events import (
     PutBucketTagging,
     ReplicationEvent,
 )
-from .replicate import Replicator
+from .messages import ListObjects
+from .peers import Peers
+from .topology import Topology
 from .transport import RemoteError, TransportError
 from .versions import ObjectVersion
 
+MakeEvent = Callable[[ObjectVersion], ReplicationEvent]
+ApplyLocal = Callable[[Judge], Awaitable[bool]]
 
-class BucketOps(Replicator):
-    # --- buckets ------------------------------------------------------------------------------
 
-    async def get_bucket(self, name: str) -> BucketInfo | None:
-        return await self.local.get_bucket(name)
+class BucketOps:
+    def __init__(self, local: ReplicaStore, coordinator: Coordinator, topology: Topology,
+                 peers: Peers, stamper: stamps.Stamper) -> None:
+        self._local = local
+        self._coord = coordinator
+        self._topology = topology
+        self._peers = peers
+        self._stamper = stamper
 
-    async def list_buckets(self) -> list[BucketInfo]:
-        return await self.local.list_buckets()
-
-    async def _bucket_write(self, kind: str, bucket: str, make: Any, body: Any) -> ReplicationEvent:
+    async def _bucket_write(self, kind: str, bucket: str, make: MakeEvent, tombstone: bool,
+                            apply_local: ApplyLocal) -> ReplicationEvent:
         """Bucket-level state lives on every node: stamp, commit here, ship to all others."""
-        others = self.node.others()
-        everyone = [self.node.node_id, *others]
-        self._precheck(everyone, self.node.required(len(everyone)))
-        known = stamps.decode(await self.local.item_stamp(kind, bucket))
-        v = stamps.local_write(self.node.clock, self.node.node_id, [known],
-                               tombstone=make in (DeleteBucket, DeleteBucketPolicy,
-                                                  DeleteBucketTagging))
-        ev: ReplicationEvent = make(v)
-        ev_v = ev.version
-        await self.local.apply_versioned(kind, bucket, "", stamps.judge(ev_v, self.node.resolver), body)
-        await self._ship(ev, others, self.node.required(len(everyone)) - 1)
+        others = self._topology.others()
+        everyone = [self._topology.node_id, *others]
+        need = self._topology.required(len(everyone))
+        self._coord.precheck(everyone, need)
+        known = stamps.decode(await self._local.item_stamp(kind, bucket))
+        ev = make(self._stamper.stamp([known], tombstone=tombstone))
+        await apply_local(self._stamper.judge(ev.version))
+        await self._coord.ship(ev, others, need - 1)
         return ev
 
     async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
-        existing = await self.local.get_bucket(name)
+        existing = await self._local.get_bucket(name)
         if existing is not None:
             raise BucketExists(existing.owner_id)
         created = time.time()
@@ -63,40 +67,43 @@ class BucketOps(Replicator):
             "bucket", name,
             lambda v: CreateBucket(event_id=v.hlc, bucket=name, vector=v.vector, created=v.created,
                                    owner_id=owner_id, region=region, creation_date=created),
-            lambda txn: versioned.create_bucket_replica(txn, name, owner_id, region, created))
+            False, lambda judge: self._local.apply_bucket(name, owner_id, region, created, judge))
         return BucketInfo(name=name, owner_id=owner_id, region=region, created=created)
 
     async def delete_bucket(self, name: str) -> None:
-        if await self.local.get_bucket(name) is None:
+        if await self._local.get_bucket(name) is None:
             raise NoSuchBucket(name)
-        page = await self.local.list_objects(name, max_keys=1)
+        page = await self._local.list_objects(name, max_keys=1)
         if page.entries:
             raise BucketNotEmpty(name)
-        for n in self.node.others():
-            if not self.node.live(n):
+        for n in self._topology.others():
+            if not self._topology.live(n):
                 raise Unavailable(f"node {n} is down: cannot check that bucket {name} is empty")
             try:
-                reply = await self.node.call(n, "rep.list", {"b": name, "n": 1})
+                theirs = await self._peers.call(n, ListObjects(bucket=name, max_keys=1))
             except RemoteError as e:
                 if e.code == "NoSuchBucket":
                     continue
                 raise Unavailable(f"node {n}: {e}") from e
             except TransportError as e:
                 raise Unavailable(f"node {n}: {e}") from e
-            if reply.body.get("e"):
+            if theirs.entries:
                 raise BucketNotEmpty(name)
         await self._bucket_write(
             "bucket", name,
             lambda v: DeleteBucket(event_id=v.hlc, bucket=name, vector=v.vector, created=v.created),
-            lambda txn: versioned.delete_bucket_replica(txn, name))
+            True, lambda judge: self._local.apply_bucket_delete(name, judge))
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
-        events: dict[str, tuple[Any, Any]] = {"policy": (PutBucketPolicy, DeleteBucketPolicy),
-                                              "tagging": (PutBucketTagging, DeleteBucketTagging)}
+        events: dict[str, tuple[type[PutBucketPolicy | PutBucketTagging],
+                                type[DeleteBucketPolicy | DeleteBucketTagging]]] = {
+            "policy": (PutBucketPolicy, DeleteBucketPolicy),
+            "tagging": (PutBucketTagging, DeleteBucketTagging)}
         if kind not in events:
-            await self.local.set_bucket_config(bucket, kind, value)
+            await self._local.set_bucket_config(bucket, kind, value)
             return
         put, delete = events[kind]
+        make: MakeEvent
         if value is None:
             def make(v: ObjectVersion) -> ReplicationEvent:
                 return delete(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created)
@@ -106,6 +113,6 @@ class BucketOps(Replicator):
             def make(v: ObjectVersion) -> ReplicationEvent:
                 return put(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
                            document=doc)
-        objects_body = functools.partial(objects.set_bucket_config, bucket=bucket, kind=kind,
-                                         value=value)
-        await self._bucket_write(kind, bucket, make, objects_body)
+        await self._bucket_write(
+            kind, bucket, make, value is None,
+            lambda judge: self._local.apply_bucket_config(bucket, kind, value, judge))

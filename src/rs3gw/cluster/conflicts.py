@@ -169,3 +169,10 @@ class ConflictResolver:
                 return out
         log.debug("custom conflict resolver returned a stamp of neither input: %r", out)
         return None
+
+
+def resolver_for(strategy: str, custom: str | None) -> ConflictResolver:
+    """The configured resolver: a custom one (``pkg.mod:fn``) when given, else the strategy."""
+    if custom:
+        return ConflictResolver("custom", custom=custom)
+    return ConflictResolver(strategy)

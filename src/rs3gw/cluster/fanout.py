@@ -1,43 +1,46 @@
 """The streaming side of a replicated PUT: the body goes once from the client into the local tmp
-file and, chunk by chunk, to every live remote replica (rep.stage) while it arrives.
+file and, chunk by chunk, to every live remote replica (StageObject) while it arrives.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
 
-from rs3gw.storage.datafiles import ObjectWriter
-from rs3gw.storage.types import WriteResult
+from rs3gw.storage import ObjectSink, WriteResult
 
+from .messages import AbortStaged, Staged, StageObject
+from .peers import Peers
+from .stats import ReplicationStats
 from .transport import TransportError
-
-if TYPE_CHECKING:
-    from .store import ClusterStore
 
 FEED_DEPTH = 8          # chunks buffered per replica stream before the upload waits for it
 
 
 class FanOutWriter:
-    """An ObjectWriter that also streams the body to remote replicas (rep.stage)."""
+    """An ObjectSink that also streams the body to remote replicas (StageObject). Once finished it
+    waits in ``staged`` (by vid) for the commit that decides what happens to the staged copies."""
 
-    def __init__(self, cs: ClusterStore, local: ObjectWriter, bucket: str, key: str, size: int,
-                 algos: tuple[str, ...], targets: list[str]) -> None:
-        self._cs = cs
+    def __init__(self, peers: Peers, stats: ReplicationStats, staged: dict[str, FanOutWriter],
+                 local: ObjectSink, bucket: str, key: str, size: int, algos: tuple[str, ...],
+                 targets: list[str], *, stall_s: float) -> None:
+        self._peers = peers
+        self._stats = stats
+        self._staged = staged
+        self._stall_s = stall_s
         self._local = local
         self.vid = local.vid
         self.bucket, self.key = bucket, key
         self._feeds: dict[str, asyncio.Queue[bytes | None]] = {}
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self.stages: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, asyncio.Task[Staged]] = {}
+        self.stages: dict[str, Staged] = {}
         self.failed: dict[str, str] = {}
         loop = asyncio.get_running_loop()
         for t in targets:
             q: asyncio.Queue[bytes | None] = asyncio.Queue(FEED_DEPTH)
             self._feeds[t] = q
-            self._tasks[t] = loop.create_task(cs.node.call(
-                t, "rep.stage", {"b": bucket, "k": key, "algos": list(algos)},
+            self._tasks[t] = loop.create_task(peers.call(
+                t, StageObject(bucket=bucket, key=key, algos=list(algos)),
                 stream=_drain(q), stream_length=size))
 
     @property
@@ -47,7 +50,7 @@ class FanOutWriter:
     async def write(self, chunk: bytes | memoryview | bytearray) -> None:
         await self._local.write(chunk)
         data = bytes(chunk)
-        stall = self._cs.node.cfg.request_timeout_s
+        stall = self._stall_s
         for t, q in list(self._feeds.items()):
             task = self._tasks[t]
             if task.done():
@@ -73,30 +76,29 @@ class FanOutWriter:
             await q.put(None)
         for t, task in list(self._tasks.items()):
             try:
-                reply = await task
-                self.stages[t] = reply.body
-                self._cs.node.stats.sent(result.size)
+                self.stages[t] = await task
+                self._stats.sent(result.size)
             except (TransportError, OSError, asyncio.CancelledError) as e:
                 self.failed[t] = f"{type(e).__name__}: {e}"
         self._tasks.clear()
-        self._cs._fanouts[result.vid] = self
+        self._staged[result.vid] = self
         return result
 
     async def abort(self) -> None:
         for t in list(self._tasks):
             self._drop(t, "aborted")
         await self.release()
-        self._cs._fanouts.pop(self.vid, None)
+        self._staged.pop(self.vid, None)
         await self._local.abort()
 
     async def release(self, keep: Iterable[str] = ()) -> None:
         """Drop the staged copies not in ``keep`` (the write failed, or they are not needed)."""
         keep = set(keep)
-        for t, body in list(self.stages.items()):
+        for t, staged in list(self.stages.items()):
             if t not in keep:
                 self.stages.pop(t)
                 with contextlib.suppress(TransportError, OSError):
-                    await self._cs.node.call(t, "rep.abort", {"sid": body.get("sid", "")})
+                    await self._peers.call(t, AbortStaged(sid=staged.sid))
 
 
 async def _drain(q: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:

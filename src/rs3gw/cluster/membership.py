@@ -38,7 +38,9 @@ from typing import Any
 
 from .. import __version__
 from .config import ClusterConfig
-from .transport import Address, Message, Transport, TransportError, TransportLimits, ssl_contexts
+from .messages import Ack, Done, Gone, MemberRecord, Ping, PingReq, PingReqAck, Request, Sync, SyncAck
+from .rpc import Inbound, Rpc
+from .transport import Address, Transport, TransportError, TransportLimits, ssl_contexts
 
 log = logging.getLogger("rs3gw.cluster.membership")
 
@@ -92,38 +94,44 @@ def _rank(state: NodeState, suspect: bool) -> int:
     return 1 if state is NodeState.LEAVING else 0
 
 
-def _encode(m: Member) -> dict[str, Any]:
-    return {"id": m.node_id, "h": m.address[0], "p": m.address[1], "s": m.state.value,
-            "x": m.suspect, "inc": m.incarnation, "v": m.version, "m": dict(m.metadata)}
+def _encode(m: Member) -> MemberRecord:
+    return MemberRecord(node_id=m.node_id, host=m.address[0], port=m.address[1],
+                        state=m.state.value, incarnation=m.incarnation, suspect=m.suspect,
+                        version=m.version, metadata=dict(m.metadata))
 
 
-def _decode(d: Any) -> Member | None:
-    try:
-        meta = d.get("m") or {}
-        if not isinstance(meta, dict):
-            return None
-        return Member(node_id=str(d["id"]), address=(str(d["h"]), int(d["p"])), state=NodeState(d["s"]),
-                      incarnation=int(d["inc"]), suspect=bool(d.get("x", False)),
-                      version=str(d.get("v", "")), metadata=meta)
-    except (KeyError, ValueError, TypeError, AttributeError):
+def _decode(r: MemberRecord | None) -> Member | None:
+    """None for a record this release cannot use (a state a later release added)."""
+    if r is None:
         return None
+    try:
+        state = NodeState(r.state)
+    except ValueError:
+        return None
+    return Member(node_id=r.node_id, address=(r.host, r.port), state=state,
+                  incarnation=r.incarnation, suspect=r.suspect, version=r.version,
+                  metadata=r.metadata)
 
 
 class Membership:
     """The member list of one node. start() → (Active) → leave() or close()."""
 
-    def __init__(self, config: ClusterConfig, *, transport: Transport | None = None,
+    def __init__(self, config: ClusterConfig, *, rpc: Rpc | None = None,
                  version: str = __version__, metadata: Mapping[str, Any] | None = None,
                  rng: random.Random | None = None) -> None:
+        """``rpc``: the node's typed endpoint over its listening transport; membership starts
+        that listener and closes it (without one, it makes its own from the config)."""
         if not config.node_id:
             raise ValueError("ClusterConfig.node_id is empty")
         self.config = config
-        if transport is None:
+        if rpc is None:
             server_ssl, client_ssl = ssl_contexts(config)
-            transport = Transport((config.bind_host, config.bind_port),
-                                  limits=TransportLimits.from_config(config),
-                                  server_ssl=server_ssl, client_ssl=client_ssl)
-        self.transport = transport
+            rpc = Rpc(Transport((config.bind_host, config.bind_port),
+                                limits=TransportLimits.from_config(config),
+                                server_ssl=server_ssl, client_ssl=client_ssl),
+                      request_timeout_s=config.request_timeout_s)
+        self._rpc = rpc
+        self.transport = rpc.transport
         self._rng = rng or random.Random()
         self._local = Member(config.node_id, config.advertise_addr, NodeState.STARTING,
                              time.time_ns() // 1_000_000, version=version, metadata=dict(metadata or {}))
@@ -131,7 +139,7 @@ class Membership:
         self._suspicion: dict[str, asyncio.TimerHandle] = {}
         self._failed_at: dict[str, float] = {}          # monotonic time each member was declared Failed
         self._tombstones: dict[str, tuple[int, float]] = {}   # id -> (incarnation, monotonic expiry)
-        self._broadcasts: dict[str, list[Any]] = {}     # id -> [record, times sent]
+        self._broadcasts: dict[str, list[Any]] = {}     # id -> [MemberRecord, times sent]
         self._listeners: list[Listener] = []
         self._probe_order: list[str] = []
         self._probes: set[asyncio.Task[None]] = set()
@@ -141,9 +149,10 @@ class Membership:
         # A ping waits half a period for its ack; ping-reqs get the rest of it.
         self.ping_timeout_s = config.gossip_interval_s / 2
         self.indirect_timeout_s = config.gossip_interval_s
-        for t, h in (("swim.ping", self._on_ping), ("swim.ping_req", self._on_ping_req),
-                     ("swim.sync", self._on_sync), ("swim.gone", self._on_gone)):
-            self.transport.register(t, h)
+        rpc.serve(Ping, self._on_ping)
+        rpc.serve(PingReq, self._on_ping_req)
+        rpc.serve(Sync, self._on_sync)
+        rpc.serve(Gone, self._on_gone)
 
     # --- public surface ----------------------------------------------------------------------------
 
@@ -187,15 +196,20 @@ class Membership:
         self._local = replace(self._local, metadata=dict(metadata))
         self._set_local(self._local.state)
 
+    def mark_leaving(self) -> None:
+        """Announce Leaving now (peers stop placing new data here); the node goes later."""
+        if self._local.state is not NodeState.LEAVING:
+            self._set_local(NodeState.LEAVING)
+
     async def leave(self, drain_s: float | None = None) -> None:
         """Graceful leave: announce Leaving, drain, tell members we are gone, stop."""
         if self._closed:
             return
         drain_s = 2 * self.config.gossip_interval_s if drain_s is None else drain_s
         self._set_local(NodeState.LEAVING)
-        await self._push_to_all("swim.sync", lambda: {"from": self._rec(), "all": self._all_records()})
+        await self._push_to_all(lambda: Sync(sender=self._rec(), members=self._all_records()))
         await asyncio.sleep(drain_s)
-        await self._push_to_all("swim.gone", lambda: {"from": self._rec()})
+        await self._push_to_all(lambda: Gone(sender=self._rec()))
         await self.close()
 
     async def close(self) -> None:
@@ -214,7 +228,7 @@ class Membership:
 
     # --- local state ---------------------------------------------------------------------------------
 
-    def _rec(self) -> dict[str, Any]:
+    def _rec(self) -> MemberRecord:
         return _encode(self._local)
 
     def _set_local(self, state: NodeState, at_least: int = 0) -> None:
@@ -270,7 +284,8 @@ class Membership:
         self._queue(new)
         self._emit(MemberEvent(new, cur))
 
-    def _apply_all(self, records: Iterable[Any], sender: Any = None) -> None:
+    def _apply_all(self, records: Iterable[MemberRecord],
+                   sender: MemberRecord | None = None) -> None:
         if sender is not None:
             s = _decode(sender)
             if s is not None:
@@ -328,7 +343,7 @@ class Membership:
     def _queue(self, m: Member) -> None:
         self._broadcasts[m.node_id] = [_encode(m), 0]
 
-    def _piggyback(self) -> list[dict[str, Any]]:
+    def _piggyback(self) -> list[MemberRecord]:
         if not self._broadcasts:
             return []
         limit = RETRANSMIT_MULT * math.ceil(math.log2(len(self._members) + 2))
@@ -341,7 +356,7 @@ class Membership:
                 del self._broadcasts[node_id]
         return out
 
-    def _updates_for(self, sender: Any) -> list[dict[str, Any]]:
+    def _updates_for(self, sender: MemberRecord) -> list[MemberRecord]:
         """Piggybacked updates, plus our record of the sender when it should refute it."""
         out = self._piggyback()
         s = _decode(sender)
@@ -355,7 +370,7 @@ class Membership:
                 out.append(_encode(replace(s, state=NodeState.FAILED, incarnation=tomb[0])))
         return out
 
-    def _all_records(self) -> list[dict[str, Any]]:
+    def _all_records(self) -> list[MemberRecord]:
         return [_encode(m) for m in self.members()]
 
     def _emit(self, ev: MemberEvent) -> None:
@@ -367,73 +382,69 @@ class Membership:
 
     # --- handlers --------------------------------------------------------------------------------------
 
-    async def _on_ping(self, msg: Message) -> dict[str, Any]:
-        sender = msg.body.get("from")
-        self._apply_all(msg.body.get("u") or (), sender)
-        return {"from": self._rec(), "u": self._updates_for(sender)}
+    async def _on_ping(self, req: Ping, _in: Inbound) -> Ack:
+        self._apply_all(req.updates, req.sender)
+        return Ack(sender=self._rec(), updates=self._updates_for(req.sender))
 
-    async def _on_ping_req(self, msg: Message) -> dict[str, Any]:
-        sender = msg.body.get("from")
-        self._apply_all(msg.body.get("u") or (), sender)
-        target = _decode(msg.body.get("target"))
+    async def _on_ping_req(self, req: PingReq, _in: Inbound) -> PingReqAck:
+        self._apply_all(req.updates, req.sender)
+        target = _decode(req.target)
         ok = target is not None and await self._ping(target, self.ping_timeout_s)
-        return {"from": self._rec(), "ok": ok, "u": self._updates_for(sender)}
+        return PingReqAck(sender=self._rec(), ok=ok, updates=self._updates_for(req.sender))
 
-    async def _on_sync(self, msg: Message) -> dict[str, Any]:
-        sender = msg.body.get("from")
-        reply = {"from": self._rec(), "all": self._all_records(), "u": self._updates_for(sender)}
-        self._apply_all(msg.body.get("all") or (), sender)
+    async def _on_sync(self, req: Sync, _in: Inbound) -> SyncAck:
+        reply = SyncAck(sender=self._rec(), members=self._all_records(),
+                        updates=self._updates_for(req.sender))
+        self._apply_all(req.members, req.sender)
         return reply
 
-    async def _on_gone(self, msg: Message) -> dict[str, Any]:
-        s = _decode(msg.body.get("from"))
+    async def _on_gone(self, req: Gone, _in: Inbound) -> Done:
+        s = _decode(req.sender)
         if s is not None and s.node_id != self.node_id and s.state is NodeState.LEAVING:
             cur = self._members.get(s.node_id)
             if cur is None or cur.incarnation <= s.incarnation:
                 self._remove(s.node_id, s.incarnation)
-        return {}
+        return Done()
 
     # --- outgoing --------------------------------------------------------------------------------------
 
-    async def _call(self, addr: Address, type_: str, body: dict[str, Any],
-                    timeout_s: float) -> dict[str, Any] | None:
+    async def _call(self, addr: Address, req: Request[Any], timeout_s: float) -> Any:
+        """The reply, or None when the peer did not answer (a reason to suspect it, logged)."""
         try:
-            reply = await self.transport.request(addr, type_, body, timeout_s=timeout_s)
+            return (await self._rpc.request(addr, req, timeout_s=timeout_s)).reply
         except TransportError as e:
-            log.debug("%s to %s: %s", type_, addr, e)
+            log.debug("%s to %s: %s", req.TYPE, addr, e)
             return None
-        return reply.body
 
     async def _ping(self, target: Member, timeout_s: float) -> bool:
-        body = await self._call(target.address, "swim.ping",
-                                {"from": self._rec(), "u": self._piggyback()}, timeout_s)
-        if body is None:
+        ack = await self._call(target.address, Ping(sender=self._rec(), updates=self._piggyback()),
+                               timeout_s)
+        if not isinstance(ack, Ack):
             return False
-        sender = body.get("from")
-        self._apply_all(body.get("u") or (), sender)
+        self._apply_all(ack.updates, ack.sender)
         # An answer from whoever now lives at that address is not an answer from the target.
-        return isinstance(sender, dict) and sender.get("id") == target.node_id
+        return ack.sender.node_id == target.node_id
 
     async def _ping_req(self, helper: Member, target: Member) -> bool:
-        body = await self._call(helper.address, "swim.ping_req",
-                                {"from": self._rec(), "target": _encode(target), "u": self._piggyback()},
-                                self.indirect_timeout_s)
-        if body is None:
+        ack = await self._call(helper.address, PingReq(sender=self._rec(), target=_encode(target),
+                                                       updates=self._piggyback()),
+                               self.indirect_timeout_s)
+        if not isinstance(ack, PingReqAck):
             return False
-        self._apply_all(body.get("u") or (), body.get("from"))
-        return body.get("ok") is True
+        self._apply_all(ack.updates, ack.sender)
+        return ack.ok
 
     async def _sync(self, addr: Address, timeout_s: float) -> bool:
-        body = await self._call(addr, "swim.sync", {"from": self._rec(), "all": self._all_records()},
-                                timeout_s)
-        if body is None:
+        ack = await self._call(addr, Sync(sender=self._rec(), members=self._all_records()),
+                               timeout_s)
+        if not isinstance(ack, SyncAck):
             return False
-        self._apply_all([*(body.get("all") or ()), *(body.get("u") or ())], body.get("from"))
+        self._apply_all([*ack.members, *ack.updates], ack.sender)
         return True
 
-    async def _push_to_all(self, type_: str, body: Callable[[], dict[str, Any]]) -> None:
+    async def _push_to_all(self, make: Callable[[], Request[Any]]) -> None:
         targets = [m for m in self._members.values() if m.alive]
-        await asyncio.gather(*(self._call(m.address, type_, body(), self.indirect_timeout_s)
+        await asyncio.gather(*(self._call(m.address, make(), self.indirect_timeout_s)
                                for m in targets))
 
     # --- loops -----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Version stamps as the storage engine keeps them (opaque bytes in table item_versions), and the
 two things the cluster does with them: stamp a new local write, and judge an incoming one.
+``Stamper`` holds this node's clock and conflict rules and does both.
 """
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 import msgpack
 
-from rs3gw.storage.versioned import Verdict
+from rs3gw.storage import Judge, Verdict
 
 from .conflicts import ConflictResolver
 from .events import Action, ReplicationEvent, decide
@@ -60,9 +61,8 @@ def local_write(clock: HybridClock, node_id: str, known: Iterable[ObjectVersion 
     return ObjectVersion(merged.increment(node_id), hlc, node_id, etag, tombstone, base.lineage)
 
 
-def judge(incoming: ReplicationEvent | ObjectVersion, resolver: ConflictResolver,
-          ) -> Callable[[bytes | None], Verdict]:
-    """The ``decide`` for LocalStore.apply_versioned: events.decide over the stored stamp."""
+def judge(incoming: ReplicationEvent | ObjectVersion, resolver: ConflictResolver) -> Judge:
+    """The storage Judge for ``incoming``: events.decide over the stored stamp."""
     def run(local_blob: bytes | None) -> Verdict:
         d = decide(decode(local_blob), incoming, resolver)
         if d.action is Action.SKIP or not d.changed or d.version is None:
@@ -73,3 +73,40 @@ def judge(incoming: ReplicationEvent | ObjectVersion, resolver: ConflictResolver
 
 def with_etag(v: ObjectVersion, etag: str) -> ObjectVersion:
     return ObjectVersion(v.vector, v.hlc, v.origin, etag, v.tombstone, v.created)
+
+
+def same_write_as(v: ObjectVersion) -> Callable[[bytes], bool]:
+    """A StampTest: the stored stamp is this very write (whatever its vector became by merges)."""
+    def test(blob: bytes) -> bool:
+        stored = decode(blob)
+        return stored is not None and stored.same_write(v)
+    return test
+
+
+def is_tombstone_of(blob: bytes, event_key: bytes) -> bool:
+    v = decode(blob)
+    return v is not None and v.tombstone and v.hlc.sort_key() == event_key
+
+
+class Stamper:
+    """This node's clock and conflict rules. Conflicts are counted where a write is applied
+    (``resolver``); picking the newest copy to serve a read uses the same rule with a resolver of
+    its own, so reads do not count as conflicts."""
+
+    def __init__(self, node_id: str, clock: HybridClock, resolver: ConflictResolver,
+                 read_resolver: ConflictResolver) -> None:
+        self.node_id = node_id
+        self.clock = clock
+        self.resolver = resolver
+        self.read_resolver = read_resolver
+
+    def stamp(self, known: Iterable[ObjectVersion | None], *, etag: str = "",
+              tombstone: bool = False) -> ObjectVersion:
+        """A write made here over everything known of the item (see local_write)."""
+        return local_write(self.clock, self.node_id, known, etag=etag, tombstone=tombstone)
+
+    def judge(self, incoming: ReplicationEvent | ObjectVersion) -> Judge:
+        return judge(incoming, self.resolver)
+
+    def newest(self, versions: Iterable[ObjectVersion | None]) -> ObjectVersion | None:
+        return newest(versions, self.read_resolver)

@@ -98,7 +98,8 @@ class TransportLimits:
 
 def encode_frame(header: dict[str, Any], message_bytes_max: int = 16 << 20) -> bytes:
     try:
-        payload = msgpack.packb(header, use_bin_type=True)
+        # surrogatepass: S3 keys decoded from invalid UTF-8 hold lone surrogates (both ends are us).
+        payload: bytes = msgpack.packb(header, use_bin_type=True, unicode_errors="surrogatepass")
     except (TypeError, ValueError, OverflowError) as e:
         raise ProtocolError(f"message not encodable: {e}") from e
     if len(payload) > message_bytes_max:
@@ -123,7 +124,7 @@ async def read_frame(reader: asyncio.StreamReader, message_bytes_max: int) -> di
     except asyncio.IncompleteReadError as e:
         raise ConnectionLost("connection closed inside a frame") from e
     try:
-        header = msgpack.unpackb(payload, raw=False)
+        header = msgpack.unpackb(payload, raw=False, unicode_errors="surrogatepass")
     except Exception as e:      # msgpack raises several unrelated types for bad input
         raise ProtocolError(f"undecodable frame: {e}") from e
     if not isinstance(header, dict) or not isinstance(header.get("t", ""), str):
@@ -513,6 +514,7 @@ class Transport:
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
         self._handlers: dict[str, Handler] = {}
+        self._fallback: Handler | None = None
         self._server: asyncio.AbstractServer | None = None
         self._outbound: dict[Address, Connection] = {}
         self._connecting: dict[Address, asyncio.Lock] = {}
@@ -523,8 +525,13 @@ class Transport:
     def register(self, type_: str, handler: Handler) -> None:
         self._handlers[type_] = handler
 
+    def register_fallback(self, handler: Handler) -> None:
+        """The handler for message types nobody registered (the typed layer answers and counts
+        them; without one the reply is RemoteError UnknownMessageType)."""
+        self._fallback = handler
+
     def handler_for(self, type_: str) -> Handler | None:
-        return self._handlers.get(type_)
+        return self._handlers.get(type_, self._fallback)
 
     async def start(self) -> Address:
         """Listen; returns the bound address (port 0 picks a free port)."""

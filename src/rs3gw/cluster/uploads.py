@@ -9,26 +9,55 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
-from rs3gw.storage import multipart, objects
-from rs3gw.storage.types import (
+from rs3gw.storage import (
+    InvalidPart,
+    NoSuchBucket,
     NoSuchUpload,
     ObjectMeta,
     PartInfo,
+    PreconditionFailed,
+    ReplicaStore,
+    StorageError,
     Unavailable,
     UploadInfo,
     WriteResult,
+    check_conditions,
 )
 
 from . import stamps
+from .coordinator import Coordinator
 from .events import PutObject
-from .receiver import object_from_map, object_map
-from .replicate import Replicator
+from .messages import (
+    AbortUpload,
+    CompleteUpload,
+    Done,
+    GetUpload,
+    ListParts,
+    ListUploads,
+    PartsPage,
+    PartStored,
+    PutPart,
+    Request,
+    UploadCompleted,
+    UploadFound,
+    UploadsPage,
+)
+from .peers import Peers
+from .rpc import Inbound, Rpc
+from .topology import Topology
 from .transport import RemoteError, TransportError
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+# Storage errors an owner's answer may carry back, by their S3-facing name.
+_OWNER_ERRORS: dict[str, type[StorageError]] = {
+    "NoSuchUpload": NoSuchUpload, "InvalidPart": InvalidPart,
+    "PreconditionFailed": PreconditionFailed, "NoSuchBucket": NoSuchBucket}
 
 ID_SEP = "~"
 
@@ -49,138 +78,179 @@ def owner_of(upload_id: str) -> str | None:
         return None
 
 
-def upload_map(u: UploadInfo) -> dict[str, Any]:
-    return {"u": u.upload_id, "b": u.bucket, "k": u.key, "i": u.initiated, "o": u.owner_id,
-            "h": u.headers, "ct": u.content_type, "ca": u.checksum_algorithm,
-            "cs": u.checksum_type, "t": u.tags}
 
+class Uploads:
+    """The multipart half of ClusterStore: forwards to the owner, or runs here when it is us."""
 
-def upload_from_map(d: dict[str, Any]) -> UploadInfo:
-    return UploadInfo(upload_id=d["u"], bucket=d["b"], key=d["k"], initiated=d["i"],
-                      owner_id=d["o"], headers=dict(d["h"]), content_type=d["ct"],
-                      checksum_algorithm=d["ca"], checksum_type=d["cs"], tags=dict(d["t"]))
+    def __init__(self, local: ReplicaStore, coordinator: Coordinator, topology: Topology,
+                 peers: Peers, stamper: stamps.Stamper) -> None:
+        self._local = local
+        self._coord = coordinator
+        self._topology = topology
+        self._peers = peers
+        self._stamper = stamper
 
-
-def part_map(p: PartInfo) -> list[Any]:
-    return [p.part_number, p.vid, p.size, p.etag, p.last_modified, p.checksums]
-
-
-def part_from_list(v: list[Any]) -> PartInfo:
-    return PartInfo(part_number=v[0], vid=v[1], size=v[2], etag=v[3], last_modified=v[4],
-                    checksums=dict(v[5]))
-
-
-class UploadOps(Replicator):
     def _owner(self, upload_id: str) -> str:
         owner = owner_of(upload_id)
-        return self.node.node_id if owner is None else owner
+        return self._topology.node_id if owner is None else owner
 
-    async def _ask_owner(self, owner: str, op: str, body: dict[str, Any], *,
+    def _mine(self, upload_id: str) -> bool:
+        return self._owner(upload_id) == self._topology.node_id
+
+    async def _ask_owner(self, upload_id: str, req: Request[R], *,
                          stream: AsyncIterator[bytes] | None = None,
-                         length: int | None = None) -> dict[str, Any]:
-        if self.node.member(owner) is None:
-            raise NoSuchUpload(f"the node of upload {body.get('u')} is not a member")
-        if not self.node.live(owner):
+                         length: int | None = None) -> R:
+        owner = self._owner(upload_id)
+        if self._topology.member(owner) is None:
+            raise NoSuchUpload(f"the node of upload {upload_id} is not a member")
+        if not self._topology.live(owner):
             raise Unavailable(f"node {owner}, which holds this multipart upload, is down")
         try:
-            reply = await self.node.call(owner, "rep.mpu", {"op": op, **body}, stream=stream,
-                                         stream_length=length if stream is not None else None)
+            return await self._peers.call(owner, req, stream=stream,
+                                          stream_length=length if stream is not None else None)
         except RemoteError as e:
-            if e.code == "NoSuchUpload":
-                raise NoSuchUpload(e.message) from None
-            if e.code == "InvalidPart":
-                raise multipart.InvalidPart(e.message) from None
-            if e.code == "PreconditionFailed":
-                from rs3gw.storage.types import PreconditionFailed
-                raise PreconditionFailed(e.message) from None
+            err = _OWNER_ERRORS.get(e.code)
+            if err is not None and err is not NoSuchBucket:
+                raise err(e.message) from None
             raise Unavailable(f"node {owner}: {e}") from e
         except TransportError as e:
             raise Unavailable(f"node {owner}: {e}") from e
-        return reply.body
 
     async def create_upload(self, info: UploadInfo) -> UploadInfo:
-        info.upload_id = upload_id_for(self.node.node_id)
-        return await self.local.create_upload(info)
+        info.upload_id = upload_id_for(self._topology.node_id)
+        return await self._local.create_upload(info)
 
     async def get_upload(self, bucket: str, upload_id: str) -> UploadInfo:
-        owner = self._owner(upload_id)
-        if owner == self.node.node_id:
-            return await self.local.get_upload(bucket, upload_id)
-        return upload_from_map((await self._ask_owner(owner, "get", {"b": bucket, "u": upload_id}))["r"])
+        if self._mine(upload_id):
+            return await self._local.get_upload(bucket, upload_id)
+        return (await self._ask_owner(upload_id, GetUpload(bucket=bucket, upload_id=upload_id))).upload
 
     async def put_part(self, bucket: str, upload_id: str, part_number: int, data: WriteResult,
                        checksums: dict[str, str]) -> PartInfo:
-        owner = self._owner(upload_id)
-        if owner == self.node.node_id:
-            return await self.local.put_part(bucket, upload_id, part_number, data, checksums)
+        if self._mine(upload_id):
+            return await self._local.put_part(bucket, upload_id, part_number, data, checksums)
         try:
             got = await self._ask_owner(
-                owner, "part", {"b": bucket, "u": upload_id, "n": part_number, "cs": checksums},
-                stream=self.local.read_write(data), length=data.size)
+                upload_id, PutPart(bucket=bucket, upload_id=upload_id, part_number=part_number,
+                                   checksums=dict(checksums)),
+                stream=self._local.read_write(data), length=data.size)
         finally:
-            await self.local.discard_write(data)
-        return part_from_list(got["r"])
+            await self._local.discard_write(data)
+        return got.part
 
     async def list_parts(self, bucket: str, upload_id: str, *, part_marker: int = 0,
                          max_parts: int = 1000) -> tuple[list[PartInfo], bool]:
-        owner = self._owner(upload_id)
-        if owner == self.node.node_id:
-            return await self.local.list_parts(bucket, upload_id, part_marker=part_marker,
-                                               max_parts=max_parts)
-        got = await self._ask_owner(owner, "parts", {"b": bucket, "u": upload_id, "m": part_marker,
-                                                     "n": max_parts})
-        return [part_from_list(p) for p in got["r"]], bool(got["t"])
+        if self._mine(upload_id):
+            return await self._local.list_parts(bucket, upload_id, part_marker=part_marker,
+                                                max_parts=max_parts)
+        got = await self._ask_owner(upload_id, ListParts(bucket=bucket, upload_id=upload_id,
+                                                         part_marker=part_marker,
+                                                         max_parts=max_parts))
+        return got.parts, got.truncated
 
     async def abort_upload(self, bucket: str, upload_id: str) -> None:
-        owner = self._owner(upload_id)
-        if owner == self.node.node_id:
-            await self.local.abort_upload(bucket, upload_id)
+        if self._mine(upload_id):
+            await self._local.abort_upload(bucket, upload_id)
         else:
-            await self._ask_owner(owner, "abort", {"b": bucket, "u": upload_id})
+            await self._ask_owner(upload_id, AbortUpload(bucket=bucket, upload_id=upload_id))
 
     async def complete_upload(self, bucket: str, upload_id: str, meta: ObjectMeta,
                               part_numbers: list[int], *, if_match: str | None = None,
                               if_none_match: bool = False) -> ObjectMeta:
-        owner = self._owner(upload_id)
-        if owner != self.node.node_id:
-            got = await self._ask_owner(owner, "complete", {
-                "b": bucket, "u": upload_id, "m": object_map(meta), "p": list(part_numbers),
-                "im": if_match, "inm": if_none_match})
-            return object_from_map(got["r"])
-        node = self.node
-        info = await self.local.get_upload(bucket, upload_id)
-        replicas = node.replicas(bucket, info.key)
-        self._precheck(replicas, node.required())
-        newest = await self._newest(bucket, info.key)
-        objects.check_conditions(newest.meta, if_match, if_none_match)
-        v = stamps.local_write(node.clock, node.node_id, newest.known, etag=meta.etag)
-        _, done = await self.local.apply_versioned(
-            "object", bucket, info.key, stamps.judge(v, node.resolver),
-            functools.partial(multipart.complete_upload, bucket=bucket, upload_id=upload_id,
-                              meta=meta, part_numbers=list(part_numbers), if_match=None,
-                              if_none_match=False))
-        committed: ObjectMeta = done
+        if not self._mine(upload_id):
+            got = await self._ask_owner(upload_id, CompleteUpload(
+                bucket=bucket, upload_id=upload_id, meta=meta, part_numbers=list(part_numbers),
+                if_match=if_match, if_none_match=if_none_match))
+            return got.meta
+        info = await self._local.get_upload(bucket, upload_id)
+        replicas = self._topology.replicas(bucket, info.key)
+        self._coord.precheck(replicas, self._topology.required())
+        newest = await self._coord.newest(bucket, info.key)
+        check_conditions(newest.meta, if_match, if_none_match)
+        v = self._stamper.stamp(newest.known, etag=meta.etag)
+        committed = await self._local.complete_upload_versioned(
+            bucket, upload_id, meta, list(part_numbers), self._stamper.judge(v))
+        if committed is None:
+            raise Unavailable("a newer version of the key arrived while the upload completed")
         ev = PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
                        meta=committed, source="CompleteMultipartUpload")
-        await self._ship_object(ev, replicas)
+        await self._coord.ship_object(ev, replicas)
         return committed
 
     async def list_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                            key_marker: str = "", upload_id_marker: str = "",
                            max_uploads: int = 1000) -> tuple[list[UploadInfo], list[str], bool]:
-        kw: dict[str, Any] = {"prefix": prefix, "delimiter": delimiter, "key_marker": key_marker,
-              "upload_id_marker": upload_id_marker, "max_uploads": max_uploads}
-        pages = [await self.local.list_uploads(bucket, **kw)]
-        peers = [n for n in self.node.others() if self.node.live(n)]
-
-        async def one(n: str) -> tuple[list[UploadInfo], list[str], bool]:
-            r = await self.node.call(n, "rep.mpu", {"op": "list", "b": bucket, "kw": kw})
-            return ([upload_from_map(u) for u in r.body["r"]], list(r.body["cp"]),
-                    bool(r.body["t"]))
-        for got in await asyncio.gather(*(one(n) for n in peers), return_exceptions=True):
-            if not isinstance(got, BaseException):
-                pages.append(got)
+        req = ListUploads(bucket=bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+                          upload_id_marker=upload_id_marker, max_uploads=max_uploads)
+        pages = [await self._list_local(req)]
+        peers = [n for n in self._topology.others() if self._topology.live(n)]
+        got = await asyncio.gather(*(self._peers.call(n, req) for n in peers),
+                                   return_exceptions=True)
+        for page in got:
+            if isinstance(page, UploadsPage):
+                pages.append((page.uploads, page.prefixes, page.truncated))
         return merge_upload_pages(pages, max_uploads)
+
+    async def _list_local(self, req: ListUploads) -> tuple[list[UploadInfo], list[str], bool]:
+        return await self._local.list_uploads(
+            req.bucket, prefix=req.prefix, delimiter=req.delimiter, key_marker=req.key_marker,
+            upload_id_marker=req.upload_id_marker, max_uploads=req.max_uploads)
+
+    # --- the owner's side ---------------------------------------------------------------------
+
+    def serve(self, rpc: Rpc) -> None:
+        rpc.serve(GetUpload, self._on_get)
+        rpc.serve(PutPart, self._on_part)
+        rpc.serve(ListParts, self._on_parts)
+        rpc.serve(AbortUpload, self._on_abort)
+        rpc.serve(CompleteUpload, self._on_complete)
+        rpc.serve(ListUploads, self._on_list)
+
+    async def _on_get(self, req: GetUpload, _in: Inbound) -> UploadFound:
+        return UploadFound(upload=await _owned(self._local.get_upload(req.bucket, req.upload_id)))
+
+    async def _on_part(self, req: PutPart, inb: Inbound) -> PartStored:
+        w = self._local.begin_write((), inline=False)
+        try:
+            if inb.stream is not None:
+                async for chunk in inb.stream:
+                    await w.write(chunk)
+            data = await w.finish()
+        except BaseException:
+            await w.abort()
+            raise
+        part = await _owned(self._local.put_part(req.bucket, req.upload_id, req.part_number, data,
+                                                 dict(req.checksums)))
+        return PartStored(part=part)
+
+    async def _on_parts(self, req: ListParts, _in: Inbound) -> PartsPage:
+        parts, truncated = await _owned(self._local.list_parts(
+            req.bucket, req.upload_id, part_marker=req.part_marker, max_parts=req.max_parts))
+        return PartsPage(parts=parts, truncated=truncated)
+
+    async def _on_abort(self, req: AbortUpload, _in: Inbound) -> Done:
+        await _owned(self._local.abort_upload(req.bucket, req.upload_id))
+        return Done()
+
+    async def _on_complete(self, req: CompleteUpload, _in: Inbound) -> UploadCompleted:
+        meta = await _owned(self.complete_upload(req.bucket, req.upload_id, req.meta,
+                                                 list(req.part_numbers), if_match=req.if_match,
+                                                 if_none_match=req.if_none_match))
+        return UploadCompleted(meta=meta)
+
+    async def _on_list(self, req: ListUploads, _in: Inbound) -> UploadsPage:
+        ups, cps, truncated = await _owned(self._list_local(req))
+        return UploadsPage(uploads=ups, prefixes=cps, truncated=truncated)
+
+
+async def _owned(aw: Awaitable[T]) -> T:
+    """Run an owner-side store call; its storage errors answer the asking node with their name."""
+    try:
+        return await aw
+    except tuple(_OWNER_ERRORS.values()) as e:
+        raise RemoteError(type(e).__name__, str(e)) from None
+    except Unavailable as e:
+        raise RemoteError("Unavailable", str(e)) from None
 
 
 def merge_upload_pages(pages: list[tuple[list[UploadInfo], list[str], bool]], max_uploads: int,
@@ -205,38 +275,3 @@ def merge_upload_pages(pages: list[tuple[list[UploadInfo], list[str], bool]], ma
     ups = [u for _, u, _ in items if u is not None]
     cps = list(dict.fromkeys(k for _, u, k in items if u is None))
     return ups, cps, truncated and bool(items)
-
-
-async def serve(front: Any, body: dict[str, Any], stream: Any) -> dict[str, Any]:
-    """The owner's side of rep.mpu (``front`` is this node's ClusterStore)."""
-    op, b = body.get("op"), body.get("b")
-    u = body.get("u", "")
-    if op == "get":
-        return {"r": upload_map(await front.local.get_upload(b, u))}
-    if op == "part":
-        w = front.local.begin_write((), inline=False)
-        try:
-            if stream is not None:
-                async for chunk in stream:
-                    await w.write(chunk)
-            data = await w.finish()
-        except BaseException:
-            await w.abort()
-            raise
-        part = await front.local.put_part(b, u, int(body["n"]), data, dict(body.get("cs") or {}))
-        return {"r": part_map(part)}
-    if op == "parts":
-        parts, t = await front.local.list_parts(b, u, part_marker=int(body["m"]),
-                                                max_parts=int(body["n"]))
-        return {"r": [part_map(p) for p in parts], "t": t}
-    if op == "abort":
-        await front.local.abort_upload(b, u)
-        return {}
-    if op == "complete":
-        meta = await front.complete_upload(b, u, object_from_map(body["m"]), list(body["p"]),
-                                           if_match=body.get("im"), if_none_match=bool(body.get("inm")))
-        return {"r": object_map(meta)}
-    if op == "list":
-        ups, cps, t = await front.local.list_uploads(b, **body["kw"])
-        return {"r": [upload_map(x) for x in ups], "cp": cps, "t": t}
-    raise RemoteError("BadRequest", f"unknown rep.mpu op {op!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from rs3gw.storage.types import (
@@ -142,6 +143,8 @@ class ObjectStore(Protocol):
 
 class ReplicaStore(ObjectStore, Protocol):
     """This node's own store as the cluster uses it: ObjectStore plus replicated versions."""
+
+    root: Path      # the storage root: the cluster keeps its replication queue there
 
     def read_write(self, data: WriteResult, chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
         """The bytes of a finished, not yet committed write (a part forwarded to its owner)."""

@@ -1,7 +1,7 @@
 """Run only cluster membership for one node, configured like the server (RS3GW_CLUSTER_* etc.).
 
     RS3GW_STORAGE_ROOT=/tmp/n1 RS3GW_CLUSTER_PORT=9101 RS3GW_CLUSTER_SEED_NODES=127.0.0.1:9101 \
-        python -m rs3gw.cluster.node_demo
+        python tests/cluster/node_demo.py
 
 Standard output is one JSON object per line, flushed: ``{"event": "listening", ...}`` once, then
 ``{"event": "change", "node_id", "state", "suspect", "incarnation", "removed"}`` for each change this
@@ -20,9 +20,9 @@ from typing import Any
 
 import uvloop
 
-from ..config import ConfigError
-from .config import load_cluster_config
-from .membership import MemberEvent, Membership
+from rs3gw.cluster.config import load_cluster_config
+from rs3gw.cluster.membership import MemberEvent, Membership
+from rs3gw.config import ConfigError
 
 
 def _line(obj: dict[str, Any]) -> None:
@@ -60,7 +60,7 @@ def main() -> int:
     try:
         return uvloop.run(_run())
     except ConfigError as e:
-        print(f"rs3gw.cluster.node_demo: {e}", file=sys.stderr)
+        print(f"node_demo: {e}", file=sys.stderr)
         return 2
 
 
