@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from rs3gw.storage.types import ObjectMeta, Segment
+from rs3gw.storage import ObjectMeta, Segment
 
 from .conflicts import ConflictResolver
 from .hlc import HLCTimestamp

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rs3gw.storage.datafiles import fsync_dir
-from rs3gw.storage.metadb import savepoint_each, write_transaction
+from rs3gw.storage import fsync_dir, savepoint_each, write_transaction
 
 from .events import DeleteObject, ReplicationEvent, pack_event, unpack_event
 from .hlc import HLCTimestamp, wall_clock_ms

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from rs3gw.storage.types import ListEntry, ListPage, Unavailable
+from rs3gw.storage import ListEntry, ListPage, Unavailable
 
 
 def merge_pages(pages: list[ListPage], max_keys: int) -> ListPage:
