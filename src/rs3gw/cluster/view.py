@@ -1,6 +1,7 @@
 """ClusterView: what the operator surface (HTTP API, metrics, rs3ctl) reads from a cluster node.
 
-The node implements it; ``rs3gw.cluster.api`` serves it under ``/api/cluster/``,
+cluster.status.ClusterStatus implements it; the admin surface (``rs3gw.admin``) serves it under
+``/api/cluster/``,
 ``rs3gw.observability.cluster_metrics`` exports it to Prometheus, and ``rs3ctl`` prints it.
 Every value is JSON-serialisable (str, int, float, bool, None, lists, dicts with str keys).
 Node states and replication modes are spelled as the cluster README names them.
@@ -18,7 +19,9 @@ Node states and replication modes are spelled as the cluster README names them.
      "healthy": bool,
      "backends": {name: implementation},        # e.g. {"core": "compiled", "io": "uring"}
      "version": str,
-     "uptime_s": float}
+     "uptime_s": float,
+     "messages_rejected": {"unknown_type": int, "malformed": int, "unsupported_version": int,
+                           "bad_reply": int}}        # node-to-node messages refused (rpc.py)
 
 ``nodes()``: one dict per member known to this node, itself included::
 

@@ -36,6 +36,16 @@ class UnsupportedVersion(WireError):
         self.high = high
 
 
+class _Bad(Exception):
+    """A value that does not convert; ``path`` grows as it propagates out through the records,
+    lists and maps it sits in (built only on failure: decoding stays cheap)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.path: list[str] = []
+
+
 class Record(Protocol):
     """A dataclass instance: what encode() takes."""
     __dataclass_fields__: ClassVar[dict[str, Any]]
@@ -43,7 +53,7 @@ class Record(Protocol):
 
 R = TypeVar("R")
 Encode = Callable[[Any], Any]
-Decode = Callable[[Any, str], Any]
+Decode = Callable[[Any], Any]
 
 _CODECS: dict[type, tuple[Encode, Decode]] = {}
 # Per record class: [(field name, encode, decode, has default)], built on first use.
@@ -52,11 +62,11 @@ _PLANS: dict[type, list[tuple[str, Encode, Decode, bool]]] = {}
 
 def register_codec(tp: type, encode: Encode, decode: Callable[[Any], Any]) -> None:
     """``decode`` raises ValueError/TypeError for a bad value; WireError is raised in its name."""
-    def dec(v: Any, where: str) -> Any:
+    def dec(v: Any) -> Any:
         try:
             return decode(v)
         except (ValueError, TypeError) as e:
-            raise WireError(f"{where}: {e}") from e
+            raise _Bad(str(e)) from e
     _CODECS[tp] = (encode, dec)
 
 
@@ -77,22 +87,32 @@ def decode(cls: type[R], body: Any) -> R:
     v = body.get(VERSION_KEY)
     if type(v) is not int or not low <= v <= high:
         raise UnsupportedVersion(cls.__name__, v, low, high)
-    return _decode_record(cls, body, cls.__name__)
+    try:
+        return _decode_record(cls, body)
+    except _Bad as e:
+        where = cls.__name__ + "".join(reversed(e.path))
+        raise WireError(f"{where}: {e.what}") from e
 
 
-def _decode_record(cls: type[R], body: Any, where: str) -> R:
+def _decode_record(cls: type[R], body: Any) -> R:
     if not isinstance(body, dict):
-        raise WireError(f"{where}: expected a map, got {type(body).__name__}")
+        raise _Bad(f"expected a map, got {type(body).__name__}")
     kwargs = {}
     for name, _enc, dec, optional in _plan(cls):
         if name in body:
-            kwargs[name] = dec(body[name], f"{where}.{name}")
+            try:
+                kwargs[name] = dec(body[name])
+            except _Bad as e:
+                e.path.append(f".{name}")
+                raise
         elif not optional:
-            raise WireError(f"{where}.{name}: missing")
+            bad = _Bad("missing")
+            bad.path.append(f".{name}")
+            raise bad
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:      # a dataclass's own __post_init__ checks
-        raise WireError(f"{where}: {e}") from e
+        raise _Bad(str(e)) from e
 
 
 def _plan(cls: type) -> list[tuple[str, Encode, Decode, bool]]:
@@ -116,7 +136,7 @@ def _same(v: Any) -> Any:
 
 
 def _scalar(tp: type) -> tuple[Encode, Decode]:
-    def dec(v: Any, where: str) -> Any:
+    def dec(v: Any) -> Any:
         # type(), not isinstance(): a bool is an int in Python, never on the wire.
         if type(v) is tp:
             return v
@@ -124,13 +144,13 @@ def _scalar(tp: type) -> tuple[Encode, Decode]:
             return float(v)
         if tp is bytes and type(v) is bytearray:
             return bytes(v)
-        raise WireError(f"{where}: expected {tp.__name__}, got {type(v).__name__}")
+        raise _Bad(f"expected {tp.__name__}, got {type(v).__name__}")
     return _same, dec
 
 
 def _converter(tp: Any) -> tuple[Encode, Decode]:
     if tp is Any:
-        return _same, lambda v, where: v
+        return _same, _same
     if tp in (str, int, float, bool, bytes):
         return _scalar(tp)
     if tp in _CODECS:
@@ -143,14 +163,21 @@ def _converter(tp: Any) -> tuple[Encode, Decode]:
             raise TypeError(f"wire: only X | None unions are supported, not {tp}")
         ienc, idec = _converter(inner[0])
         return (lambda v: None if v is None else ienc(v),
-                lambda v, where: None if v is None else idec(v, where))
+                lambda v: None if v is None else idec(v))
     if origin is list:
         eenc, edec = _converter(args[0])
 
-        def dec_list(v: Any, where: str) -> Any:
+        def dec_list(v: Any) -> Any:
             if not isinstance(v, list):
-                raise WireError(f"{where}: expected a list, got {type(v).__name__}")
-            return [edec(x, f"{where}[{i}]") for i, x in enumerate(v)]
+                raise _Bad(f"expected a list, got {type(v).__name__}")
+            out = []
+            for i, x in enumerate(v):
+                try:
+                    out.append(edec(x))
+                except _Bad as e:
+                    e.path.append(f"[{i}]")
+                    raise
+            return out
         if eenc is _same:
             return list, dec_list
         return (lambda v: [eenc(x) for x in v]), dec_list
@@ -159,14 +186,18 @@ def _converter(tp: Any) -> tuple[Encode, Decode]:
             raise TypeError(f"wire: dict keys must be str, not {args[0]}")
         venc, vdec = _converter(args[1])
 
-        def dec_dict(v: Any, where: str) -> Any:
+        def dec_dict(v: Any) -> Any:
             if not isinstance(v, dict):
-                raise WireError(f"{where}: expected a map, got {type(v).__name__}")
+                raise _Bad(f"expected a map, got {type(v).__name__}")
             out = {}
             for k, x in v.items():
                 if not isinstance(k, str):
-                    raise WireError(f"{where}: key {k!r} is not text")
-                out[k] = vdec(x, f"{where}[{k!r}]")
+                    raise _Bad(f"key {k!r} is not text")
+                try:
+                    out[k] = vdec(x)
+                except _Bad as e:
+                    e.path.append(f"[{k!r}]")
+                    raise
             return out
         if venc is _same:
             return dict, dec_dict
@@ -176,7 +207,7 @@ def _converter(tp: Any) -> tuple[Encode, Decode]:
 
         def enc_rec(v: Any) -> Any:
             return {name: enc(getattr(v, name)) for name, enc, _d, _o in _plan(cls)}
-        return enc_rec, lambda v, where: _decode_record(cls, v, where)
+        return enc_rec, lambda v: _decode_record(cls, v)
     raise TypeError(f"wire: no converter for {tp!r}")
 
 
