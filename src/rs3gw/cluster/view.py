@@ -1,8 +1,8 @@
 """ClusterView: what the operator surface (HTTP API, metrics, rs3ctl) reads from a cluster node.
 
 cluster.status.ClusterStatus implements it; the admin surface (``rs3gw.admin``) serves it under
-``/api/cluster/``,
-``rs3gw.observability.cluster_metrics`` exports it to Prometheus, and ``rs3ctl`` prints it.
+``/api/cluster/``, ``rs3gw.observability.cluster_metrics`` exports it to Prometheus, and
+``rs3ctl`` prints it.
 Every value is JSON-serialisable (str, int, float, bool, None, lists, dicts with str keys).
 Node states and replication modes are spelled as the cluster README names them.
 
