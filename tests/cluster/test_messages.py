@@ -211,3 +211,39 @@ def test_a_malformed_reply_is_a_protocol_error_counted_by_the_caller() -> None:
             await client_t.close()
             await server_t.close()
     run(main())
+
+
+def test_a_bad_event_inside_a_batch_frame_is_refused_and_counted(tmp_path: Any) -> None:
+    from rs3gw._core import load
+    from rs3gw.cluster import stamps
+    from rs3gw.cluster.conflicts import ConflictResolver
+    from rs3gw.cluster.hlc import HybridClock
+    from rs3gw.cluster.messages import ApplyBatch
+    from rs3gw.cluster.receiver import Receiver
+    from rs3gw.cluster.stats import ReplicationStats
+    from rs3gw.storage import LocalStore
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "r")
+        await store.open()
+        server_t, client_t = Transport(), Transport()
+        server, client = Rpc(server_t), Rpc(client_t)
+        rx = Receiver(store, stamps.Stamper("r", HybridClock("r"), ConflictResolver(),
+                                            ConflictResolver()), ReplicationStats())
+        rx.serve(server)
+        addr = await server_t.start()
+        try:
+            enc = load("batch").BatchEncoder(codec="zstd", level=1)
+            enc.add({"v": 1, "op": "PutObject", "b": "bkt"}, b"data")      # no id, no vector
+            frame = enc.flush()
+            with pytest.raises(RemoteError) as e:
+                await client.request(addr, ApplyBatch(), stream=frame, stream_length=len(frame))
+            assert e.value.code == "BadMessage" and "ApplyBatch event" in e.value.message
+            assert server.rejected["malformed"] == 1
+            got = await client.request(addr, HeadObject(bucket="bkt", key="k"))
+            assert got.reply.meta is None      # the link still serves
+        finally:
+            await client_t.close()
+            await server_t.close()
+            await store.close()
+    run(main())

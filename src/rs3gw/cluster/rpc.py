@@ -39,6 +39,8 @@ Q = TypeVar("Q", bound=Request[Any])
 BULK_MIN_BYTES_PER_S = 8 << 20
 
 REJECTIONS = ("unknown_type", "malformed", "unsupported_version", "bad_reply")
+# Handler errors that mean the request itself was malformed (counted like a bad body).
+MALFORMED_CODES = frozenset({"BadMessage", "BadFrame"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,12 @@ class Rpc:
             except wire.WireError as e:
                 self.rejected["malformed"] += 1
                 raise RemoteError("BadMessage", str(e)) from None
-            out = await handler(req, Inbound(msg.stream, msg.peer))
+            try:
+                out = await handler(req, Inbound(msg.stream, msg.peer))
+            except RemoteError as e:
+                if e.code in MALFORMED_CODES:     # found inside a stream (a batch frame's event)
+                    self.rejected["malformed"] += 1
+                raise
             if isinstance(out, Streamed):
                 return Frame(wire.encode(out.reply), out.stream, out.length)
             return wire.encode(out)
