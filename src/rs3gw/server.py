@@ -17,8 +17,8 @@ from . import __version__, checksums
 from ._core.directio import select_backend
 from .cluster.config import ClusterConfig
 from .config import Config
+from .http import HttpLimits, HttpServer
 from .http.request import Request
-from .http.server import HttpLimits, HttpServer
 from .observability import loopguard
 from .observability.metrics import Metrics
 from .s3 import chunked
