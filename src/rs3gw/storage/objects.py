@@ -19,6 +19,7 @@ from rs3gw.storage.types import (
     StorageError,
 )
 
+
 def require_bucket(conn: sqlite3.Connection, bucket: str) -> None:
     if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:
         raise NoSuchBucket(bucket)
