@@ -93,8 +93,8 @@ async def handle(app: S3App, req: Request) -> Response:
 
 def _authorize_root(app: S3App, req: Request) -> None:
     """SigV4 with the S3 credentials; only the root user may act (anyone on an open gateway)."""
-    auth = sigv4.verify_request(req.method, req.path, req.query, req.headers, app.users.get,
-                                app.config.region)
+    auth = sigv4.verify_request(req.method, req.path, req.query, req.headers,
+                                app.access.credentials, app.config.region)
     user_id = auth.creds.user_id if auth.creds is not None else None
-    if not app.is_root(user_id):
+    if not app.access.is_root(user_id):
         raise S3Error("AccessDenied", "Only the root user may make a node leave the cluster")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .. import checksums
 from ..http.request import ClientDisconnected
-from ..storage import WriteResult
+from ..storage import ObjectSink, WriteResult
 from .chunked import ChunkedDecoder
 from .common import MAX_PUT_BYTES, Ctx
 from .errors import S3Error
@@ -28,9 +27,9 @@ _HEX64 = frozenset("0123456789abcdef")
 @dataclass
 class Ingested:
     data: WriteResult
-    checksums: dict[str, str] = field(default_factory=dict)   # algo -> base64, what we store/echo
+    checksums: dict[str, str]   # algo -> base64, what we store/echo
     # The caller commits or, on any failure, must ``await writer.abort()`` (removes the tmp file).
-    writer: Any = None
+    writer: ObjectSink
 
 
 def requested_checksum(h: dict[str, str]) -> tuple[str | None, str | None, bool]:
