@@ -3,20 +3,19 @@
 One request goes: route (Endpoint) -> SigV4 -> bucket lookup -> access decision -> handler.
 Everything up to the handler looks at headers only, so an upload that fails any check is
 answered before its body is read (and before ``100 Continue`` is sent).
+
+Operator endpoints (/health, /ready, /metrics, /api/cluster/) never get here: the admin front
+(rs3gw.admin) takes every request first and hands the rest to ``S3App.handle``.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import secrets
-from typing import TYPE_CHECKING
 
 from .. import storage
-from ..cluster import api as cluster_api
 from ..config import Config
 from ..http.request import Request, Response
-from ..observability.metrics import Metrics
 from . import sigv2, sigv4
 from .access import AccessControl
 from .common import Ctx
@@ -25,9 +24,6 @@ from .handlers import REGISTRY
 from .policy import Principal
 from .router import route
 from .xml import document
-
-if TYPE_CHECKING:
-    from ..cluster.view import ClusterView
 
 log = logging.getLogger("rs3gw.s3")
 
@@ -48,14 +44,12 @@ _LOOKUP_OBJECT = {"GetObject", "HeadObject"}
 
 
 class S3App:
-    def __init__(self, config: Config, store: storage.ObjectStore, metrics: Metrics) -> None:
+    """S3 over one ObjectStore (LocalStore, or the cluster's ClusterStore: the app cannot tell)."""
+
+    def __init__(self, config: Config, store: storage.ObjectStore, access: AccessControl) -> None:
         self.config = config
         self.store = store
-        self.metrics = metrics
-        self.access = AccessControl(config)
-        self.ready = False
-        # Set by the server when cluster mode is on; /api/cluster/* answers 404 while it is None.
-        self.cluster: ClusterView | None = None
+        self.access = access
 
     # ---- HTTP entry points -------------------------------------------------------------
     async def handle(self, req: Request) -> Response:
@@ -63,13 +57,6 @@ class S3App:
         op = "Unknown"
         resource = req.path
         try:
-            if req.path.startswith(cluster_api.PATH_PREFIX):
-                # Reserved for the operator API, signed or not (POST .../leave is signed).
-                return await cluster_api.handle(self, req)
-            admin = await self._admin(req)
-            if admin is not None:
-                req.operation = "Admin"
-                return admin
             ep = route(req.method, req.path, req.query, req.headers.get("host", ""),
                        self.config.domain)
             op = ep.op
@@ -140,20 +127,6 @@ class S3App:
         if e.status == 304:
             return Response(304, [(k, v) for k, v in e.headers.items()], None)
         return Response(e.status, headers, body)
-
-    async def _admin(self, req: Request) -> Response | None:
-        if req.method not in ("GET", "HEAD") or req.path not in ("/metrics", "/health", "/ready"):
-            return None
-        if "authorization" in req.headers or "X-Amz-Signature" in req.query:
-            return None     # a signed request for a bucket of that name
-        if req.path == "/metrics":
-            # Off the loop: with several workers a scrape reads every worker's metric files.
-            body, ctype = await asyncio.get_running_loop().run_in_executor(None,
-                                                                           self.metrics.render)
-            return Response(200, [("Content-Type", ctype)], body)
-        if req.path == "/ready" and not self.ready:
-            return Response(503, [("Content-Type", "text/plain")], b"starting\n")
-        return Response(200, [("Content-Type", "text/plain")], b"ok\n")
 
 
 def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
