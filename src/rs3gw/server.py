@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 from . import __version__, checksums
 from ._core.directio import select_backend
+from .admin import AdminApi
 from .cluster.config import ClusterConfig
 from .config import Config
+from .http import HttpLimits, HttpServer
 from .http.request import Request
-from .http.server import HttpLimits, HttpServer
 from .observability import loopguard
 from .observability.metrics import Metrics
 from .s3 import chunked
+from .s3.access import AccessControl
 from .s3.app import S3App
 from .storage import LocalStore, ObjectStore, StorageError
 from .storage.directfiles import IO_BUFFERS
@@ -82,10 +84,11 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
             await io_backend.aclose()
             raise
         front = node.store
-    app = S3App(cfg, front, metrics)
-    if node is not None:
-        app.cluster = node.view
-        metrics.attach_cluster(node.view)
+    access = AccessControl(cfg)
+    app = S3App(cfg, front, access)
+    # Every request goes to the admin front first; it hands all but its own to app.handle.
+    admin = AdminApi(app.handle, access, region=cfg.region, metrics=metrics,
+                     cluster=node.view if node is not None else None)
     limits = HttpLimits(max_header_bytes=cfg.max_header_bytes, max_uri_bytes=cfg.max_uri_bytes,
                         idle_timeout_s=cfg.idle_timeout_s, request_timeout_s=cfg.request_timeout_s,
                         max_concurrent=cfg.max_concurrent)
@@ -95,7 +98,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
                         time.monotonic() - req.started)
 
     tls = ssl_context(cfg)
-    server = HttpServer(app.handle, app.error_response, limits, tls, on_response=on_response,
+    server = HttpServer(admin.handle, app.error_response, limits, tls, on_response=on_response,
                         sendfile=cfg.sendfile)
     host, port = await server.start(cfg.bind_host, cfg.bind_port,
                                     sock=seat.sock if seat is not None else None)
@@ -119,7 +122,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         cluster_note = (f" cluster=node:{node.node_id},mode:{node.cfg.replication_mode},"
                         f"factor:{node.cfg.replication_factor},"
                         f"peer_port:{node.membership.local.address[1]}")
-    app.ready = True
+    admin.ready = True
     scheme = "https" if tls else "http"
     storage_root = await loop.run_in_executor(None, cfg.storage_root.resolve)  # stats: blocking
     where = (f"{scheme}://{host}:{port} storage_root={storage_root} "
@@ -135,7 +138,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     await stop.wait()
     if publisher is not None:
         await publisher        # ends with stop
-    app.ready = False
+    admin.ready = False
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
     await server.shutdown(cfg.drain_timeout_s)
     if node is not None:

@@ -300,7 +300,7 @@ def _forget_metrics(pid: int) -> None:
     # The supervisor only runs with PROMETHEUS_MULTIPROC_DIR set (rs3gw.cli.server), which
     # mark_process_dead reads.
     from prometheus_client import multiprocess
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # no annotations there
 
 
 def supervise(cfg: Config, n: int) -> int:

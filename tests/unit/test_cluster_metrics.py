@@ -1,4 +1,5 @@
-"""Cluster metrics: the collector's families, as a Prometheus scrape parses them."""
+"""Cluster metrics: the collector's families, as a Prometheus scrape parses them (registered the way
+the admin front registers them, from the ClusterView it is given)."""
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,11 @@ import pytest
 from fake_cluster_view import FakeClusterView
 from prometheus_client.parser import text_string_to_metric_families
 
-from rs3gw.observability.cluster_metrics import ClusterCollector
+from rs3gw.admin import AdminApi, ClusterCollector
+from rs3gw.config import Config
+from rs3gw.http import Request, Response
 from rs3gw.observability.metrics import Metrics
+from rs3gw.s3.access import AccessControl
 
 STATUS_FAMILIES = {"rs3gw_cluster_nodes_total"}  # a gauge: the name is kept whole
 REPLICATION_FAMILIES = {"rs3gw_replication_events", "rs3gw_replication_events_failed",
@@ -34,11 +38,19 @@ def sample(families: dict, family: str, name: str, **labels: str) -> float:
     return families[family][1][(("__name__", name), *sorted(labels.items()))]
 
 
+async def no_s3(req: Request) -> Response:
+    raise AssertionError("not called")
+
+
+def attach(metrics: Metrics, view: FakeClusterView) -> AdminApi:
+    return AdminApi(no_s3, AccessControl(Config()), region="us-east-1", metrics=metrics, cluster=view)
+
+
 @pytest.fixture
 def attached() -> tuple[Metrics, FakeClusterView]:
     metrics = Metrics()
     view = FakeClusterView()
-    metrics.attach_cluster(view)
+    attach(metrics, view)
     return metrics, view
 
 
@@ -85,7 +97,7 @@ def test_each_scrape_reads_the_view_again(attached: tuple[Metrics, FakeClusterVi
 
 def test_registration_does_not_call_the_view() -> None:
     view = FakeClusterView()
-    Metrics().attach_cluster(view)
+    attach(Metrics(), view)
     assert view.calls == []
 
 
@@ -106,7 +118,7 @@ def test_a_failing_method_drops_only_its_families(attached: tuple[Metrics, FakeC
                                                   missing: set[str]) -> None:
     metrics, view = attached
     view.failing = {method}
-    with caplog.at_level(logging.INFO, logger="rs3gw.observability"):
+    with caplog.at_level(logging.INFO, logger="rs3gw.admin"):
         for _ in range(3):
             f = scrape(metrics)
             assert not missing & f.keys()
@@ -139,16 +151,7 @@ def test_describe_names_the_families_collect_yields() -> None:
     assert described == collected
 
 
-def test_attach_twice_replaces_the_view() -> None:
-    metrics = Metrics()
-    first, second = FakeClusterView(), FakeClusterView()
-    second.replication_doc["events_replicated"] = 99
-    metrics.attach_cluster(first)
-    metrics.attach_cluster(second)
-    f = scrape(metrics)
-    assert sample(f, "rs3gw_replication_events", "rs3gw_replication_events_total") == 99
-    assert first.calls == []
-
-
 def test_without_a_cluster_there_are_no_cluster_families() -> None:
-    assert not CLUSTER_FAMILIES & scrape(Metrics()).keys()
+    metrics = Metrics()
+    AdminApi(no_s3, AccessControl(Config()), region="us-east-1", metrics=metrics)
+    assert not CLUSTER_FAMILIES & scrape(metrics).keys()

@@ -37,9 +37,9 @@ def test_unknown_code_is_a_programming_error() -> None:
 
 def test_error_document() -> None:
     from rs3gw.config import Config
-    from rs3gw.observability.metrics import Metrics
+    from rs3gw.s3.access import AccessControl
     from rs3gw.s3.app import S3App
-    app = S3App(Config(), store=None, metrics=Metrics())  # type: ignore[arg-type]
+    app = S3App(Config(), store=None, access=AccessControl(Config()))  # type: ignore[arg-type]
     resp = app.error(S3Error("NoSuchKey", resource="/b/k", Key="k"), "RID123", None)
     assert resp.status == 404
     assert ("Content-Type", "application/xml") in resp.headers

@@ -1,4 +1,4 @@
-"""rs3ctl against a canned JSON server (http.server in a thread) and against S3App itself."""
+"""rs3ctl against a canned JSON server (http.server in a thread) and against the admin front itself."""
 from __future__ import annotations
 
 import asyncio
@@ -19,13 +19,14 @@ import pytest
 from fake_cluster_view import NODES, NOW, REPLICATION, STATUS, FakeClusterView
 from test_http_kit import serve
 
+from rs3gw.admin import CLUSTER_PREFIX, DISABLED_MESSAGE, AdminApi
 from rs3gw.cli import rs3ctl
 from rs3gw.cli.signer import sign_headers
-from rs3gw.cluster.api import DISABLED_MESSAGE
 from rs3gw.config import Config
+from rs3gw.http import Request, Response
 from rs3gw.observability.metrics import Metrics
 from rs3gw.s3 import sigv4
-from rs3gw.s3.app import S3App
+from rs3gw.s3.access import AccessControl
 
 AK, SK = "AKIAROOTRS3CTL000001", "rs3ctl-root-secret"
 DEADLINE_S = 20.0
@@ -280,7 +281,7 @@ def test_leave_is_signed_with_the_environment_keys(capsys: pytest.CaptureFixture
     assert (method, path) == ("POST", "/api/cluster/leave")
     assert headers["host"] == server.url.removeprefix("http://")
     creds = sigv4.Credentials(AK, SK, "root-id", "root")
-    # Exactly what S3App does with the request it receives.
+    # Exactly what the admin front does with the request it receives.
     auth = sigv4.verify_request(method, path, "", headers, {AK: creds}.get, "eu-central-1")
     assert auth.creds == creds
     assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date," in headers["authorization"]
@@ -306,16 +307,20 @@ def test_leave_with_half_the_keys_is_a_usage_error(capsys: pytest.CaptureFixture
 
 @contextlib.contextmanager
 def real_node(view: FakeClusterView) -> Iterator[str]:
-    """S3App with `view` on rs3gw's own HTTP server, its loop in a thread."""
-    app = S3App(Config(access_key=AK, secret_key=SK), store=None, metrics=Metrics())  # type: ignore[arg-type]
-    app.cluster = view
+    """The admin front with `view` on rs3gw's own HTTP server, its loop in a thread (no S3 behind
+    it: rs3ctl calls only the operator API)."""
+    cfg = Config(access_key=AK, secret_key=SK)
+
+    async def no_s3(req: Request) -> Response:
+        raise AssertionError(f"rs3ctl reached S3: {req.method} {req.target}")
+    front = AdminApi(no_s3, AccessControl(cfg), region=cfg.region, metrics=Metrics(), cluster=view)
     started = threading.Event()
     port: list[int] = []
     stop: list[asyncio.Event] = []
 
     async def main() -> None:
         stop.append(asyncio.Event())
-        async with serve(app.handle) as (_, p):
+        async with serve(front.handle) as (_, p):
             port.append(p)
             started.set()
             await stop[0].wait()
@@ -332,7 +337,7 @@ def real_node(view: FakeClusterView) -> Iterator[str]:
         loop.close()
 
 
-def test_against_s3app(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_against_the_admin_front(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     view = FakeClusterView()
     with real_node(view) as url:
         code, out, _ = ctl(capsys, "--endpoint", url, "cluster", "status", "--json")
@@ -344,6 +349,11 @@ def test_against_s3app(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
         code, out, err = ctl(capsys, "--endpoint", url, "cluster", "leave")
         assert (code, err) == (0, "") and "Leaving" in out
         assert view.calls == ["status", "leave"]
+
+
+def test_rs3ctl_calls_the_prefix_the_node_serves() -> None:
+    # rs3ctl keeps its own copy: it imports only the standard library (below).
+    assert rs3ctl.API_PREFIX == CLUSTER_PREFIX
 
 
 # --- packaging ----------------------------------------------------------------------------------------

@@ -1,21 +1,27 @@
 """One asyncio.Protocol per connection: httptools parsing, read flow control, and the
-connection task that runs handlers one request at a time (keep-alive and pipelining)."""
+connection task that runs handlers one request at a time (keep-alive and pipelining).
+
+A connection knows its server only as a ``ConnectionHost`` (http.server.HttpServer is the one).
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Callable
+from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from .limits import HttpLimits
 from .request import Body, ClientDisconnected, Request, Response, split_target
-from .wire import CONTINUE_100
+from .sendfile import Sendfile
+from .wire import CONTINUE_100, DateCache
 from .writer import PreparedResponse, ResponseWriter, StreamAborted, close_iterator
 
-if TYPE_CHECKING:
-    from .server import HttpServer
+Handler = Callable[[Request], Awaitable[Response]]
 
 log = logging.getLogger("rs3gw.http")
 
@@ -26,6 +32,47 @@ MAX_PIPELINED = 32
 # After a response with unread body, keep reading (and dropping) this long before closing,
 # so the peer sees our response instead of a reset caused by unread data.
 LINGER_S = 2.0
+
+
+class ConnectionHost(Protocol):
+    """What a connection reads from and reports to the server that accepted it."""
+
+    limits: HttpLimits
+    date_cache: DateCache
+    sendfile: Sendfile | None
+    ssl_context: ssl.SSLContext | None
+    scheme: str
+    handler: Handler
+    # Set once shutdown began: connections finish what they have and take nothing new.
+    closing: bool
+    # Requests being handled, all connections together; each connection counts its own in
+    # and out around the handler (limits.max_concurrent bounds it).
+    active_requests: int
+
+    def error_response(self, code: str, request: Request | None) -> Response:
+        """The response for a failure of the HTTP layer (a limit, a timeout, a handler that
+        failed); never raises."""
+        ...
+
+    def report(self, request: Request, status: int, bytes_in: int, bytes_out: int) -> None:
+        """One request answered (or given up on); never raises."""
+        ...
+
+    def add_connection(self, proto: HttpProtocol) -> None: ...
+
+    def remove_connection(self, proto: HttpProtocol) -> None: ...
+
+    def track_task(self, task: asyncio.Task[None]) -> None:
+        """The connection's task, cancelled by the server at the end of a shutdown."""
+        ...
+
+    def task_finished(self) -> None:
+        """The connection's task ended (a shutdown waits for every one)."""
+        ...
+
+    def request_finished(self) -> None:
+        """A request left the handler, answered or not (a shutdown waits for every one)."""
+        ...
 
 
 class _Reject(Exception):
@@ -69,7 +116,7 @@ class HttpProtocol(asyncio.Protocol):
         "max_buffered_bytes",
     )
 
-    def __init__(self, server: HttpServer) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self._server = server
         self._limits = server.limits
         self._loop = asyncio.get_running_loop()
@@ -159,9 +206,9 @@ class HttpProtocol(asyncio.Protocol):
             self._client = (peer[0], peer[1])
         transport.set_write_buffer_limits(high=self._limits.write_high_water_bytes)
         self._writer = ResponseWriter(transport, self._server.date_cache, self._server.sendfile)
-        self._server._connection_made(self)
+        self._server.add_connection(self)
         self._task = self._loop.create_task(self._run())
-        self._server._track_task(self._task)
+        self._server.track_task(self._task)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._conn_lost = True
@@ -177,7 +224,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._writer is not None:
             self._writer.connection_lost()
         self._wake()
-        self._server._connection_lost(self)
+        self._server.remove_connection(self)
 
     def eof_received(self) -> bool:
         self._peer_eof = True
@@ -438,7 +485,7 @@ class HttpProtocol(asyncio.Protocol):
             if not self._closing and self._transport is not None:
                 self._closing = True
                 self._transport.close()
-            self._server._task_finished()
+            self._server.task_finished()
 
     async def _next_item(self) -> Request | str | None:
         queue = self._queue
@@ -496,7 +543,7 @@ class HttpProtocol(asyncio.Protocol):
                 server.active_requests -= 1
         finally:
             self._active = None
-            server._request_finished()
+            server.request_finished()
 
     async def _respond(self, request: Request, response: Response) -> bool:
         server = self._server

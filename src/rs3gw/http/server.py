@@ -5,17 +5,16 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from .protocol import HttpProtocol
+from .limits import HttpLimits
+from .protocol import Handler, HttpProtocol
 from .request import Request, Response
 from .sendfile import Sendfile
 from .wire import DateCache
 
 log = logging.getLogger("rs3gw.http")
 
-Handler = Callable[[Request], Awaitable[Response]]
 ErrorResponder = Callable[[str, "Request | None"], Response]
 ResponseHook = Callable[[Request, int, int, int], None]
 
@@ -29,19 +28,9 @@ _FALLBACK_STATUS = {
 }
 
 
-@dataclass
-class HttpLimits:
-    max_header_bytes: int = 64 * 1024     # request line + headers
-    max_uri_bytes: int = 16 * 1024
-    idle_timeout_s: float = 60.0          # keep-alive idle
-    request_timeout_s: float = 300.0      # headers deadline; max wait for the next body bytes
-    max_concurrent: int = 1024            # requests being handled at once (all connections)
-    write_high_water_bytes: int = 4 << 20
-    read_high_water_bytes: int = 4 << 20  # pause_reading above this much buffered body
-    backlog: int = 1024
-
-
 class HttpServer:
+    """The listener and its connections' shared state; implements protocol.ConnectionHost."""
+
     def __init__(self, handler: Handler, error_response: ErrorResponder, limits: HttpLimits,
                  ssl_context: ssl.SSLContext | None = None,
                  on_response: ResponseHook | None = None, sendfile: bool = True) -> None:
@@ -149,32 +138,28 @@ class HttpServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
-    # -- hooks used by the connections -------------------------------------------------------
-
     def _make_protocol(self) -> HttpProtocol:
         return HttpProtocol(self)
 
-    def _connection_made(self, proto: HttpProtocol) -> None:
+    # -- ConnectionHost: what the connections call ------------------------------------------
+
+    def add_connection(self, proto: HttpProtocol) -> None:
         self._connections.add(proto)
 
-    def _connection_lost(self, proto: HttpProtocol) -> None:
+    def remove_connection(self, proto: HttpProtocol) -> None:
         self._connections.discard(proto)
         self._notify()
 
-    def _track_task(self, task: asyncio.Task[None]) -> None:
+    def track_task(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _task_finished(self) -> None:
+    def task_finished(self) -> None:
         self._notify()
 
-    def _request_finished(self) -> None:
+    def request_finished(self) -> None:
         if self.closing:
             self._notify()
-
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
 
     def error_response(self, code: str, request: Request | None) -> Response:
         """The S3 layer's error response for `code`; never raises."""
@@ -197,3 +182,7 @@ class HttpServer:
             hook(request, status, bytes_in, bytes_out)
         except Exception:
             log.exception("on_response hook failed")
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()

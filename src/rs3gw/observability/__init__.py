@@ -1,1 +1,1 @@
-"""Prometheus metrics and health endpoints."""
+"""Prometheus metrics and the event-loop guard (the endpoints that serve them: rs3gw.admin)."""

@@ -1,20 +1,21 @@
 """Prometheus metrics (prometheus-client): one registry per process, or, with RS3GW_WORKERS > 1,
 the library's multi-process mode, where every worker's values live in files under
-PROMETHEUS_MULTIPROC_DIR and a scrape of any worker adds up all of them."""
+PROMETHEUS_MULTIPROC_DIR and a scrape of any worker adds up all of them.
+
+Families read from another part on each scrape (the cluster's: rs3gw.admin.ClusterCollector) are
+collectors that whoever wires that part registers on ``Metrics.registry``. A scrape in
+multi-process mode reads only the workers' files, not such collectors; cluster mode runs one
+process.
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from .cluster_metrics import ClusterCollector
-
-if TYPE_CHECKING:
-    from ..cluster.view import ClusterView
 
 _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                       30, 60)
@@ -62,7 +63,6 @@ class Metrics:
         self.limit_hits = Counter("rs3gw_limit_rejections", "Requests refused by a configured limit",
                                   ["limit"], registry=r)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._cluster: ClusterCollector | None = None
         self._in_flight_now: Callable[[], int] | None = None
 
     @property
@@ -96,18 +96,12 @@ class Metrics:
         if status == 503:
             self.limit_hits.labels("max_concurrent").inc()
 
-    def attach_cluster(self, view: ClusterView) -> None:
-        """Export the cluster families (rs3gw.observability.cluster_metrics), read on each scrape."""
-        if self._cluster is not None:
-            self.registry.unregister(self._cluster)
-        self._cluster = ClusterCollector(view)
-        self.registry.register(self._cluster)
-
     def render(self) -> tuple[bytes, str]:
         self.publish_in_flight()
         if self._multiproc_dir is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         # Reads every worker's files (a few KiB each): once per scrape, never per request.
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self._multiproc_dir)
+        # prometheus_client.multiprocess has no annotations.
+        MultiProcessCollector(registry, path=self._multiproc_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -3,32 +3,27 @@
 One request goes: route (Endpoint) -> SigV4 -> bucket lookup -> access decision -> handler.
 Everything up to the handler looks at headers only, so an upload that fails any check is
 answered before its body is read (and before ``100 Continue`` is sent).
+
+Operator endpoints (/health, /ready, /metrics, /api/cluster/) never get here: the admin front
+(rs3gw.admin) takes every request first and hands the rest to ``S3App.handle``.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from .. import storage
-from ..cluster import api as cluster_api
 from ..config import Config
 from ..http.request import Request, Response
-from ..observability.metrics import Metrics
 from . import sigv2, sigv4
-from .common import Ctx, iso8601
+from .access import AccessControl
+from .common import Ctx
 from .errors import ERRORS, S3Error
 from .handlers import REGISTRY
-from .policy import ACTIONS, Principal, RequestContext, evaluate
+from .policy import Principal
 from .router import route
 from .xml import document
-
-if TYPE_CHECKING:
-    from ..cluster.view import ClusterView
 
 log = logging.getLogger("rs3gw.s3")
 
@@ -42,31 +37,19 @@ def _request_id() -> str:
     return f"{(_RID_BASE + next(_rid_seq)) & 0xFFFF_FFFF_FFFF_FFFF:016X}"
 
 
-Handler = Callable[[Ctx, "storage.BucketInfo | None"], Awaitable[Response]]
-
 # Operations that act on the service, or create the bucket: no bucket lookup first.
 _NO_BUCKET = {"ListBuckets", "CreateBucket"}
 # Read together with their bucket in one store hop (S3App.handle, handlers.objects._load).
 _LOOKUP_OBJECT = {"GetObject", "HeadObject"}
-# Only the bucket owner (or root) may run these, whatever a policy says.
-_OWNER_ONLY = {"DeleteBucket", "PutBucketPolicy", "GetBucketPolicy", "DeleteBucketPolicy",
-               "PutBucketAcl", "PutBucketVersioning"}
 
 
 class S3App:
-    def __init__(self, config: Config, store: storage.LocalStore, metrics: Metrics) -> None:
+    """S3 over one ObjectStore (LocalStore, or the cluster's ClusterStore: the app cannot tell)."""
+
+    def __init__(self, config: Config, store: storage.ObjectStore, access: AccessControl) -> None:
         self.config = config
         self.store = store
-        self.metrics = metrics
-        self.anonymous_id = "65a011a29cdf8ec533ec3d1ccaae921c"
-        self.users = {u.access_key: sigv4.Credentials(u.access_key, u.secret_key, u.user_id,
-                                                      u.display_name)
-                      for u in config.all_users()}
-        root = config.root_user
-        self.root_id = root.user_id if root else None
-        self.ready = False
-        # Set by the server when cluster mode is on; /api/cluster/* answers 404 while it is None.
-        self.cluster: ClusterView | None = None
+        self.access = access
 
     # ---- HTTP entry points -------------------------------------------------------------
     async def handle(self, req: Request) -> Response:
@@ -74,13 +57,6 @@ class S3App:
         op = "Unknown"
         resource = req.path
         try:
-            if req.path.startswith(cluster_api.PATH_PREFIX):
-                # Reserved for the operator API, signed or not (POST .../leave is signed).
-                return await cluster_api.handle(self, req)
-            admin = await self._admin(req)
-            if admin is not None:
-                req.operation = "Admin"
-                return admin
             ep = route(req.method, req.path, req.query, req.headers.get("host", ""),
                        self.config.domain)
             op = ep.op
@@ -94,16 +70,16 @@ class S3App:
             if sigv2.is_v2(req.headers, req.query):
                 # Older tools and boto3's default presigned URLs still sign with V2.
                 auth = sigv2.verify_request_v2(req.method, req.path, req.query, req.headers,
-                                               self.users.get,
+                                               self.access.credentials,
                                                virtual_host_bucket=ep.bucket if ep.virtual_host else None)
             else:
                 auth = sigv4.verify_request(req.method, req.path, req.query, req.headers,
-                                            self.users.get, self.config.region)
+                                            self.access.credentials, self.config.region)
             if auth.creds is None:
                 who = Principal(None, None, None)
             else:
                 who = Principal(auth.creds.user_id, auth.creds.access_key, auth.creds.display_name)
-            ctx = Ctx(self, req, ep, rid, auth, who)
+            ctx = Ctx(self.store, self.config, self.access, req, ep, rid, auth, who)
             bucket = None
             if op not in _NO_BUCKET and ep.bucket is not None:
                 if op in _LOOKUP_OBJECT and ep.key is not None:
@@ -116,9 +92,9 @@ class S3App:
                 else:
                     bucket = await self.store.get_bucket(ep.bucket)
                 if bucket is None:
-                    self.authorize_anonymous_gate(ctx)
+                    self.access.authorize_anonymous_gate(ctx)
                     raise S3Error("NoSuchBucket", resource=resource, BucketName=ep.bucket)
-            self.authorize(ctx, bucket, op, ep.key)
+            self.access.authorize(ctx, bucket, op, ep.key)
             resp = await REGISTRY[op](ctx, bucket)
             resp.headers.extend(ctx.headers_out)
         except S3Error as e:
@@ -152,74 +128,6 @@ class S3App:
             return Response(304, [(k, v) for k, v in e.headers.items()], None)
         return Response(e.status, headers, body)
 
-    async def _admin(self, req: Request) -> Response | None:
-        if req.method not in ("GET", "HEAD") or req.path not in ("/metrics", "/health", "/ready"):
-            return None
-        if "authorization" in req.headers or "X-Amz-Signature" in req.query:
-            return None     # a signed request for a bucket of that name
-        if req.path == "/metrics":
-            # Off the loop: with several workers a scrape reads every worker's metric files.
-            body, ctype = await asyncio.get_running_loop().run_in_executor(None,
-                                                                           self.metrics.render)
-            return Response(200, [("Content-Type", ctype)], body)
-        if req.path == "/ready" and not self.ready:
-            return Response(503, [("Content-Type", "text/plain")], b"starting\n")
-        return Response(200, [("Content-Type", "text/plain")], b"ok\n")
-
-    # ---- access control ----------------------------------------------------------------
-    def is_admin(self, ctx: Ctx) -> bool:
-        return self.is_root(ctx.who.user_id)
-
-    def is_root(self, user_id: str | None) -> bool:
-        """The caller administers everything: the root user, or anyone on an open gateway."""
-        return self.config.anonymous_only or (user_id is not None and user_id == self.root_id)
-
-    def authorize_anonymous_gate(self, ctx: Ctx) -> None:
-        """Anonymous callers learn nothing about which buckets exist."""
-        if ctx.who.user_id is None and not self.config.anonymous_only:
-            raise S3Error("AccessDenied")
-
-    def authorize(self, ctx: Ctx, bucket: storage.BucketInfo | None, op: str,
-                  key: str | None) -> None:
-        if op in ("ListBuckets", "CreateBucket"):
-            if ctx.who.user_id is None and not self.config.anonymous_only:
-                raise S3Error("AccessDenied")
-            return
-        if op == "Unsupported":
-            return
-        assert bucket is not None
-        if op == "DeleteObjects" and not (self.is_admin(ctx) or ctx.who.user_id == bucket.owner_id):
-            return      # checked key by key in the handler, so per-key policies apply
-        self.check_access(ctx, bucket, op, key)
-
-    def check_access(self, ctx: Ctx, bucket: storage.BucketInfo, op: str, key: str | None,
-                     action: str | None = None) -> None:
-        """Deny wins; then owner/root; then a policy Allow; else AccessDenied."""
-        admin = self.is_admin(ctx)
-        owner = ctx.who.user_id is not None and ctx.who.user_id == bucket.owner_id
-        doc = bucket.configs.get("policy")
-        if doc is not None and not admin:
-            act = action or ACTIONS.get(op, "s3:" + op)
-            res = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key is not None and
-                                                   op not in _BUCKET_SCOPED else "")
-            rctx = RequestContext(ctx.req.scheme == "https",
-                                  ctx.req.client[0] if ctx.req.client else None,
-                                  ctx.q("prefix"), ctx.q("delimiter"))
-            verdict = evaluate(doc, ctx.who, act, res, rctx)
-            if verdict == "Deny":
-                raise S3Error("AccessDenied")
-            if verdict == "Allow" and (op not in _OWNER_ONLY or owner):
-                return
-        if admin or owner:
-            return
-        raise S3Error("AccessDenied")
-
-
-_BUCKET_SCOPED = {"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads",
-                  "HeadBucket", "GetBucketLocation", "GetBucketTagging", "PutBucketTagging",
-                  "DeleteBucketTagging", "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy",
-                  "DeleteBucket", "GetBucketVersioning", "GetBucketAcl"}
-
 
 def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
     if isinstance(e, storage.NoSuchBucket):
@@ -239,6 +147,3 @@ def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
     log.exception("unmapped storage error")
     return S3Error("InternalError", resource=resource)
 
-
-def now_iso() -> str:
-    return iso8601(time.time())

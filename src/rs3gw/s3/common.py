@@ -6,14 +6,16 @@ import re
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..http.request import Request, Response
 from .errors import S3Error
 from .router import Endpoint
 
 if TYPE_CHECKING:
-    from .app import S3App
+    from ..config import Config
+    from ..storage import ObjectMeta, ObjectStore
+    from .access import AccessControl
     from .policy import Principal
     from .sigv4 import AuthResult
 
@@ -21,6 +23,8 @@ MAX_KEY_BYTES = 1024
 MAX_USER_METADATA_BYTES = 2048
 MAX_PUT_BYTES = 5 << 30
 MAX_XML_BODY_BYTES = 2 << 20
+# The canonical id that owns what anonymous callers create on an open gateway.
+ANONYMOUS_OWNER_ID = "65a011a29cdf8ec533ec3d1ccaae921c"
 
 # Headers stored with an object and returned on GET/HEAD (besides Content-Type and x-amz-meta-*).
 STORED_HEADERS = ("content-encoding", "content-disposition", "content-language", "cache-control",
@@ -29,24 +33,24 @@ STORED_HEADERS = ("content-encoding", "content-disposition", "content-language",
 
 @dataclass
 class Ctx:
-    """Everything a handler needs about one request."""
-    app: S3App
+    """Everything a handler needs about one request: the store it acts on, the gateway's
+    config and access control, and the request itself (access.Caller)."""
+    store: ObjectStore
+    config: Config
+    access: AccessControl
     req: Request
     ep: Endpoint
     request_id: str
     auth: AuthResult
     who: Principal
     headers_out: list[tuple[str, str]] = field(default_factory=list)
-    # GetObject/HeadObject: (object meta, inline body or None) read with the bucket in one hop.
-    prefetched: tuple[Any, bytes | None] | None = None
-
-    @property
-    def store(self) -> Any:
-        return self.app.store
+    # GetObject/HeadObject: (object meta or None, inline body or None) read with the bucket in
+    # one hop.
+    prefetched: tuple[ObjectMeta | None, bytes | None] | None = None
 
     @property
     def owner_id(self) -> str:
-        return self.who.user_id or self.app.anonymous_id
+        return self.who.user_id or ANONYMOUS_OWNER_ID
 
     def q(self, name: str, default: str | None = None) -> str | None:
         return self.ep.query.get(name, default)

@@ -9,27 +9,27 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .. import checksums
 from ..http.request import ClientDisconnected
-from ..storage import WriteResult
+from ..storage import ObjectSink, WriteResult
 from .chunked import ChunkedDecoder
 from .common import MAX_PUT_BYTES, Ctx
 from .errors import S3Error
 
-_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-              "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+# x-amz-content-sha256 values that announce an aws-chunked body.
+STREAMING_PAYLOADS = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                      "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 _HEX64 = frozenset("0123456789abcdef")
 
 
 @dataclass
 class Ingested:
     data: WriteResult
-    checksums: dict[str, str] = field(default_factory=dict)   # algo -> base64, what we store/echo
+    checksums: dict[str, str]   # algo -> base64, what we store/echo
     # The caller commits or, on any failure, must ``await writer.abort()`` (removes the tmp file).
-    writer: Any = None
+    writer: ObjectSink
 
 
 def requested_checksum(h: dict[str, str]) -> tuple[str | None, str | None, bool]:
@@ -55,7 +55,8 @@ def requested_checksum(h: dict[str, str]) -> tuple[str | None, str | None, bool]
     return None, None, False
 
 
-def _expected_raw(algo: str, value: str) -> bytes:
+def decode_checksum_header(algo: str, value: str) -> bytes:
+    """The digest an x-amz-checksum-{algo} value (base64) names; InvalidRequest if malformed."""
     try:
         return checksums.decode_checksum(algo, value)
     except ValueError as e:
@@ -96,11 +97,12 @@ async def ingest(ctx: Ctx, *, extra_algo: str | None = None) -> Ingested:
     """Stream the request body to a new data file and verify it; raise S3Error on any mismatch."""
     h = ctx.req.headers
     sha = ctx.auth.content_sha256 or "UNSIGNED-PAYLOAD"
-    streaming = sha in _STREAMING
+    streaming = sha in STREAMING_PAYLOADS
     algo, expected_b64, in_trailer = requested_checksum(h)
     if algo is None and extra_algo:
         algo = extra_algo
-    expected_raw = _expected_raw(algo, expected_b64) if algo and expected_b64 is not None else None
+    expected_raw = (decode_checksum_header(algo, expected_b64)
+                    if algo and expected_b64 is not None else None)
     md5_expected = content_md5(h)
     size = declared_size(ctx, streaming)
     literal_sha = len(sha) == 64 and set(sha) <= _HEX64
@@ -153,7 +155,7 @@ async def ingest(ctx: Ctx, *, extra_algo: str | None = None) -> Ingested:
                 tval = trailers.get(f"x-amz-checksum-{algo}")
                 if tval is None:
                     raise S3Error("InvalidRequest", f"x-amz-checksum-{algo} trailer was not sent")
-                expected_raw = _expected_raw(algo, tval)
+                expected_raw = decode_checksum_header(algo, tval)
             if expected_raw is not None and digests[algo] != expected_raw:
                 raise S3Error("BadDigest", f"The {algo.upper()} you specified did not match the "
                                            f"calculated checksum.")

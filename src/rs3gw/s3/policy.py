@@ -97,7 +97,8 @@ def validate(doc: bytes, bucket: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _parsed(doc: bytes) -> dict[str, Any]:
-    return json.loads(doc)
+    pol: dict[str, Any] = json.loads(doc)    # stored only once validate() accepted it
+    return pol
 
 
 @lru_cache(maxsize=4096)

@@ -15,7 +15,14 @@ from operator import itemgetter
 from urllib.parse import unquote
 
 from .errors import S3Error
-from .sigv4 import MAX_SKEW_SECONDS, AuthResult, Credentials, _iso, _parse_amz_date, _parse_http_date
+from .sigv4 import (
+    MAX_SKEW_SECONDS,
+    AuthResult,
+    Credentials,
+    iso8601_seconds,
+    parse_amz_date,
+    parse_http_date,
+)
 
 # Query parameters that are part of the signed resource: botocore's HmacV1Auth.QSAOfInterest.
 SUBRESOURCES = frozenset({
@@ -161,14 +168,14 @@ def _verify_header(method: str, headers: dict[str, str], authorization: str,
     ts: float | None = None
     if sent_date is not None:
         # V2 clients send an RFC 1123 date even in x-amz-date; accept the V4 form there too.
-        ts = _parse_http_date(sent_date)
+        ts = parse_http_date(sent_date)
         if ts is None and amz_date is not None:
-            ts = _parse_amz_date(amz_date.strip())
+            ts = parse_amz_date(amz_date.strip())
     if ts is None or sent_date is None:
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
     creds = _lookup(lookup, access_key)
     if abs(now - ts) > MAX_SKEW_SECONDS:
-        raise S3Error("RequestTimeTooSkewed", RequestTime=sent_date, ServerTime=_iso(now),
+        raise S3Error("RequestTimeTooSkewed", RequestTime=sent_date, ServerTime=iso8601_seconds(now),
                       MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
 
     # With x-amz-date present the Date line is empty: x-amz-date is signed among the amz headers.
@@ -192,7 +199,8 @@ def _verify_query(method: str, headers: dict[str, str], params: list[tuple[str, 
     creds = _lookup(lookup, access_key)
     expires = int(expires_text)
     if now > expires:
-        raise S3Error("AccessDenied", "Request has expired", Expires=_iso(expires), ServerTime=_iso(now))
+        raise S3Error("AccessDenied", "Request has expired", Expires=iso8601_seconds(expires),
+                      ServerTime=iso8601_seconds(now))
 
     amz = {name: value for name, value in headers.items() if name.startswith("x-amz-")}
     # botocore moves x-amz-* headers (x-amz-security-token, x-amz-acl...) into the presigned query

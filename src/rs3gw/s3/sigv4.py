@@ -136,7 +136,8 @@ def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
     return "\n".join((ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()))
 
 
-def _iso(ts: float) -> str:
+def iso8601_seconds(ts: float) -> str:
+    """ServerTime / Expires in error documents: 2024-05-01T12:00:00Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
@@ -146,7 +147,8 @@ def _amz_date(ts: float) -> str:
 
 
 @functools.lru_cache(maxsize=256)   # clients send the same second's date on many requests
-def _parse_amz_date(value: str) -> float | None:
+def parse_amz_date(value: str) -> float | None:
+    """x-amz-date (20240501T120000Z) as epoch seconds; None if it is not one."""
     if not _AMZ_DATE_RE.fullmatch(value):
         return None
     try:
@@ -155,7 +157,8 @@ def _parse_amz_date(value: str) -> float | None:
         return None
 
 
-def _parse_http_date(value: str) -> float | None:
+def parse_http_date(value: str) -> float | None:
+    """A Date header (Tue, 01 May 2024 12:00:00 GMT, any zone) as epoch seconds; None if not one."""
     parsed = parsedate_tz(value)
     if parsed is None:
         return None
@@ -305,10 +308,10 @@ def _verify_header(method: str, raw_path: str, params: list[tuple[str, str, str,
 
     sent_date = headers.get("x-amz-date")
     if sent_date is not None:
-        ts = _parse_amz_date(sent_date.strip())
+        ts = parse_amz_date(sent_date.strip())
     else:
         sent_date = headers.get("date")
-        ts = _parse_http_date(sent_date) if sent_date is not None else None
+        ts = parse_http_date(sent_date) if sent_date is not None else None
     if ts is None or sent_date is None:
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
     amz_date = _amz_date(ts)
@@ -318,7 +321,7 @@ def _verify_header(method: str, raw_path: str, params: list[tuple[str, str, str,
     _check_signed_headers(signed, headers, require_all_amz=True)
     creds = _lookup(lookup, scope.access_key)
     if abs(now - ts) > MAX_SKEW_SECONDS:
-        raise S3Error("RequestTimeTooSkewed", RequestTime=sent_date, ServerTime=_iso(now),
+        raise S3Error("RequestTimeTooSkewed", RequestTime=sent_date, ServerTime=iso8601_seconds(now),
                       MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
 
     content_sha256 = headers.get("x-amz-content-sha256")
@@ -357,7 +360,7 @@ def _verify_presigned(method: str, raw_path: str, params: list[tuple[str, str, s
         raise S3Error(code, "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
                       "expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".")
     amz_date = qmap["X-Amz-Date"]
-    ts = _parse_amz_date(amz_date)
+    ts = parse_amz_date(amz_date)
     if ts is None:
         raise S3Error(code, "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     expires_text = qmap["X-Amz-Expires"]
@@ -381,8 +384,9 @@ def _verify_presigned(method: str, raw_path: str, params: list[tuple[str, str, s
         raise S3Error("AccessDenied", "Request is not valid yet")
     if now > ts + expires:
         # "X-Amz-Expires" is not a Python identifier, hence the dict.
-        fields: dict[str, Any] = {"X-Amz-Expires": expires_text, "Expires": _iso(ts + expires),
-                                  "ServerTime": _iso(now)}
+        fields: dict[str, Any] = {"X-Amz-Expires": expires_text,
+                                  "Expires": iso8601_seconds(ts + expires),
+                                  "ServerTime": iso8601_seconds(now)}
         raise S3Error("AccessDenied", "Request has expired", **fields)
 
     content_sha256 = headers.get("x-amz-content-sha256", qmap.get("X-Amz-Content-Sha256"))

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from ...http.request import Response
+from ...storage import BucketInfo
+from ..common import Ctx
 from . import buckets, copy, delete, listing, multipart, objects, tagging
 
-HandlerFn = Callable[[Any, Any], Awaitable[Any]]
+# The bucket is None only for the operations that have none (ListBuckets, CreateBucket).
+HandlerFn = Callable[[Ctx, BucketInfo | None], Awaitable[Response]]
 
 REGISTRY: dict[str, HandlerFn] = {
     "ListBuckets": buckets.list_buckets,

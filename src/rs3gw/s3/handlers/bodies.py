@@ -8,7 +8,12 @@ from ...http.request import BodyTooLarge, ClientDisconnected
 from ..chunked import ChunkedDecoder
 from ..common import MAX_XML_BODY_BYTES, Ctx
 from ..errors import S3Error
-from ..ingest import _STREAMING, _expected_raw, content_md5, requested_checksum
+from ..ingest import (
+    STREAMING_PAYLOADS,
+    content_md5,
+    decode_checksum_header,
+    requested_checksum,
+)
 
 
 async def read_xml_body(ctx: Ctx, *, limit: int = MAX_XML_BODY_BYTES, require_integrity: bool = False,
@@ -28,7 +33,7 @@ async def read_xml_body(ctx: Ctx, *, limit: int = MAX_XML_BODY_BYTES, require_in
         raise S3Error("IncompleteBody") from e
     sha = ctx.auth.content_sha256 or "UNSIGNED-PAYLOAD"
     trailers: dict[str, str] = {}
-    if sha in _STREAMING:
+    if sha in STREAMING_PAYLOADS:
         dec = ChunkedDecoder(signed=sha.startswith("STREAMING-AWS4-HMAC"), trailer=sha.endswith("TRAILER"),
                              signing_key=ctx.auth.signing_key, seed_signature=ctx.auth.seed_signature,
                              amz_date=ctx.auth.amz_date, scope=ctx.auth.scope)
@@ -50,7 +55,7 @@ async def read_xml_body(ctx: Ctx, *, limit: int = MAX_XML_BODY_BYTES, require_in
     if algo and expected is not None:
         hs = checksums.Hasher([algo], md5=False)
         hs.update(body)
-        if hs.digests()[algo] != _expected_raw(algo, expected):
+        if hs.digests()[algo] != decode_checksum_header(algo, expected):
             raise S3Error("BadDigest", f"The {algo.upper()} you specified did not match the "
                                        f"calculated checksum.")
     elif require_integrity and md5 is None:

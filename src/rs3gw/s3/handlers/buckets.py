@@ -15,7 +15,7 @@ from .bodies import read_xml_body
 
 async def list_buckets(ctx: Ctx, _: BucketInfo | None) -> Response:
     buckets = await ctx.store.list_buckets()
-    mine = [b for b in buckets if ctx.app.is_admin(ctx) or b.owner_id == ctx.owner_id]
+    mine = [b for b in buckets if ctx.access.is_admin(ctx) or b.owner_id == ctx.owner_id]
     prefix = ctx.q("prefix") or ""
     mine = [b for b in mine if b.name.startswith(prefix)]
     max_buckets = int(ctx.q("max-buckets") or 10000)
@@ -38,7 +38,7 @@ async def create_bucket(ctx: Ctx, _: BucketInfo | None) -> Response:
     assert name is not None
     if not valid_bucket_name(name):
         raise S3Error("InvalidBucketName", BucketName=name)
-    region = ctx.app.config.region
+    region = ctx.config.region
     body = await ctx.req.body.read_all(MAX_XML_BODY_BYTES)
     if body.strip():
         root = parse(body, "CreateBucketConfiguration")
@@ -194,12 +194,12 @@ async def unsupported(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     if bucket is not None and ctx.ep.key is None:
         sub = next((k for k in _UNCONFIGURED if k in ctx.ep.query), None)
         if sub is not None and ctx.req.method == "GET":
-            ctx.app.check_access(ctx, bucket, "GetBucketLocation", None, action=f"s3:GetBucket{sub}")
+            ctx.access.check_access(ctx, bucket, "GetBucketLocation", None, action=f"s3:GetBucket{sub}")
             answer = _UNCONFIGURED[sub]
             if isinstance(answer, bytes):
                 return xml_response(answer)
             raise S3Error(answer, BucketName=bucket.name)
         if sub is not None and ctx.req.method == "DELETE" and isinstance(_UNCONFIGURED[sub], str):
-            ctx.app.check_access(ctx, bucket, "DeleteBucketPolicy", None, action=f"s3:PutBucket{sub}")
+            ctx.access.check_access(ctx, bucket, "DeleteBucketPolicy", None, action=f"s3:PutBucket{sub}")
             return empty_response(204)
     raise S3Error("NotImplemented", "This sub-resource is not implemented by rs3gw")

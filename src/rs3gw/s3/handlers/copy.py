@@ -40,7 +40,7 @@ async def load_copy_source(ctx: Ctx) -> ObjectMeta:
     binfo = await ctx.store.get_bucket(sbucket)
     if binfo is None:
         raise S3Error("NoSuchBucket", BucketName=sbucket)
-    ctx.app.check_access(ctx, binfo, "GetObject", skey)
+    ctx.access.check_access(ctx, binfo, "GetObject", skey)
     meta = await ctx.store.get_object(sbucket, skey)
     if meta is None:
         raise S3Error("NoSuchKey", Key=skey)

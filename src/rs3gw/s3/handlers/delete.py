@@ -34,7 +34,7 @@ async def delete_objects(ctx: Ctx, bucket: BucketInfo | None) -> Response:
                                       ("Message", "The specified version does not exist.")]))
             continue
         try:
-            ctx.app.check_access(ctx, bucket, "DeleteObject", key)
+            ctx.access.check_access(ctx, bucket, "DeleteObject", key)
         except S3Error as e:
             results.append(("Error", [("Key", key), ("Code", e.code), ("Message", e.message)]))
             continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from urllib.parse import quote
 
 from ...http.request import Response
@@ -27,18 +28,30 @@ def max_keys(ctx: Ctx, name: str = "max-keys") -> int:
     return min(n, 1000)
 
 
-def encoder(ctx: Ctx):  # type: ignore[no-untyped-def]
+# encoding-type, applied to every key, prefix and marker a listing returns.
+Encoder = Callable[[str], str]
+
+
+def _as_is(name: str) -> str:
+    return name
+
+
+def _url_encoded(name: str) -> str:
+    # S3 encodes like a form value but keeps '/' readable.
+    return quote(name, safe="/~")
+
+
+def encoder(ctx: Ctx) -> Encoder:
     et = ctx.q("encoding-type")
     if et is None:
-        return lambda s: s
+        return _as_is
     if et.lower() != "url":
         raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request",
                       ArgumentName="encoding-type", ArgumentValue=et)
-    # S3 encodes like a form value but keeps '/' readable.
-    return lambda s: quote(s, safe="/~") if s is not None else None
+    return _url_encoded
 
 
-def _contents(ctx: Ctx, page: ListPage, enc, fetch_owner: bool, tag: str = "Contents",  # type: ignore[no-untyped-def]
+def _contents(ctx: Ctx, page: ListPage, enc: Encoder, fetch_owner: bool, tag: str = "Contents",
               versions: bool = False) -> list[Raw]:
     # One f-string per entry: a 1,000-key page is most of a listing's CPU, and building a tree
     # of tuples for document() to walk cost about twice as much (measured: benchmarks/e2e.py LIST).
@@ -58,7 +71,7 @@ def _contents(ctx: Ctx, page: ListPage, enc, fetch_owner: bool, tag: str = "Cont
     return out
 
 
-def _prefixes(page: ListPage, enc) -> list[tuple[str, object]]:  # type: ignore[no-untyped-def]
+def _prefixes(page: ListPage, enc: Encoder) -> list[tuple[str, object]]:
     return [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
 
 
@@ -72,7 +85,8 @@ async def list_objects_v1(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     body = document("ListBucketResult", [
         ("Name", bucket.name), ("Prefix", enc(prefix)), ("Marker", enc(marker)),
         # NextMarker is only returned when a delimiter was given (clients use the last key otherwise).
-        ("NextMarker", enc(page.next_key)) if page.is_truncated and delim else None,
+        ("NextMarker", enc(page.next_key))
+        if page.is_truncated and delim and page.next_key is not None else None,
         ("MaxKeys", mk), ("Delimiter", enc(delim)) if delim else None,
         ("IsTruncated", page.is_truncated),
         ("EncodingType", "url") if ctx.q("encoding-type") else None,
@@ -139,7 +153,7 @@ async def list_object_versions(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     body = document("ListVersionsResult", [
         ("Name", bucket.name), ("Prefix", enc(prefix)), ("KeyMarker", enc(key_marker)),
         ("VersionIdMarker", vid_marker or ""),
-        ("NextKeyMarker", enc(page.next_key)) if truncated else None,
+        ("NextKeyMarker", enc(page.next_key)) if truncated and page.next_key is not None else None,
         ("NextVersionIdMarker", "null") if truncated else None,
         ("MaxKeys", mk), ("Delimiter", enc(delim)) if delim else None,
         ("EncodingType", "url") if ctx.q("encoding-type") else None,

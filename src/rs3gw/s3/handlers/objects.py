@@ -155,7 +155,7 @@ async def _load(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
         meta = await ctx.store.get_object(bucket.name, key)
     if meta is None:
         # Like S3: without s3:ListBucket a caller may not learn that a key is absent (403, not 404).
-        ctx.app.check_access(ctx, bucket, "ListObjects", None)
+        ctx.access.check_access(ctx, bucket, "ListObjects", None)
         raise S3Error("NoSuchKey", Key=key)
     vid = ctx.q("versionId")
     if vid is not None and vid != "null":

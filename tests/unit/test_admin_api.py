@@ -1,4 +1,5 @@
-"""The /api/cluster/ operator API, served by S3App on a real HTTP server on port 0."""
+"""The admin front (rs3gw.admin.AdminApi) on a real HTTP server on port 0: the /api/cluster/
+operator API, the probes, and what it hands to S3."""
 from __future__ import annotations
 
 import json
@@ -11,25 +12,39 @@ import pytest
 from fake_cluster_view import NODES, REPLICATION, STATUS, FakeClusterView
 from test_http_kit import RawResponse, both_loops, connect, read_response, run, serve
 
-from rs3gw.cluster.api import DISABLED_MESSAGE
+from rs3gw.admin import DISABLED_MESSAGE, AdminApi
+from rs3gw.admin import api as admin_api
 from rs3gw.cluster.membership import NodeState
 from rs3gw.cluster.view import NODE_STATES
 from rs3gw.config import Config, User
-from rs3gw.http import Request
+from rs3gw.http import Body, Request
 from rs3gw.observability.metrics import Metrics
+from rs3gw.s3.access import AccessControl
 from rs3gw.s3.app import S3App
 
 ROOT = User("AKIAROOTCLUSTER00001", "root-secret-for-the-cluster-tests", "root-id", "root")
 ALICE = User("AKIAALICECLUSTER0001", "alice-secret-for-the-cluster-tests", "alice", "alice")
 
 
-def make_app(view: FakeClusterView | None, *, open_gateway: bool = False) -> S3App:
+class NoBuckets:
+    """Storage with no buckets: enough for S3 to answer NoSuchBucket / AccessDenied."""
+
+    async def get_bucket(self, name: str) -> None:
+        return None
+
+    async def lookup_object(self, bucket: str, key: str, with_body: bool) -> tuple[None, None, None]:
+        return None, None, None
+
+
+def make_front(view: FakeClusterView | None, *, open_gateway: bool = False,
+               ready: bool = True) -> AdminApi:
     cfg = Config() if open_gateway else Config(access_key=ROOT.access_key, secret_key=ROOT.secret_key,
                                                 users=(ALICE,))
-    # The cluster API never reaches storage, so there is none.
-    app = S3App(cfg, store=None, metrics=Metrics())  # type: ignore[arg-type]
-    app.cluster = view
-    return app
+    access = AccessControl(cfg)
+    app = S3App(cfg, NoBuckets(), access)  # type: ignore[arg-type]
+    front = AdminApi(app.handle, access, region=cfg.region, metrics=Metrics(), cluster=view)
+    front.ready = ready
+    return front
 
 
 def signed_headers(port: int, method: str, path: str, user: User, secret: str | None = None
@@ -63,14 +78,14 @@ def json_body(resp: RawResponse) -> Any:
     return json.loads(resp.body)
 
 
-def serve_app(loop_kind: str, app: S3App, scenario: Any) -> Any:
+def serve_front(loop_kind: str, front: AdminApi, scenario: Any) -> Any:
     async def main() -> Any:
         operations: list[str] = []
 
         def on_response(req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
             operations.append(req.operation)
 
-        async with serve(app.handle, on_response=on_response) as (_, port):
+        async with serve(front.handle, on_response=on_response) as (_, port):
             return await scenario(port), operations
     return run(loop_kind, main())
 
@@ -88,7 +103,7 @@ def test_node_states_match_membership() -> None:
 def test_read_endpoints(loop_kind: str, path: str, expected: Any, operation: str) -> None:
     async def scenario(port: int) -> RawResponse:
         return await call(port, "GET", path)
-    resp, operations = serve_app(loop_kind, make_app(FakeClusterView()), scenario)
+    resp, operations = serve_front(loop_kind, make_front(FakeClusterView()), scenario)
     assert resp.status == 200
     assert json_body(resp) == expected
     assert resp.headers["cache-control"] == "no-store"
@@ -108,7 +123,7 @@ def test_head_has_the_get_headers_and_no_body(loop_kind: str) -> None:
             return head, get
         finally:
             writer.close()
-    (head, get), _ = serve_app(loop_kind, make_app(FakeClusterView()), scenario)
+    (head, get), _ = serve_front(loop_kind, make_front(FakeClusterView()), scenario)
     assert head.status == 200 and get.status == 200
     assert head.body == b""
     assert head.headers["content-type"] == "application/json"
@@ -123,7 +138,7 @@ def test_head_has_the_get_headers_and_no_body(loop_kind: str) -> None:
 def test_disabled_cluster_answers_404_everywhere(method: str, path: str) -> None:
     async def scenario(port: int) -> RawResponse:
         return await call(port, method, path, signed_headers(port, method, path, ROOT))
-    resp, _ = serve_app("uvloop", make_app(None), scenario)
+    resp, _ = serve_front("uvloop", make_front(None), scenario)
     assert resp.status == 404
     assert resp.headers["content-type"] == "application/json"
     if method != "HEAD":
@@ -134,7 +149,7 @@ def test_unknown_path_is_404() -> None:
     async def scenario(port: int) -> RawResponse:
         return await call(port, "GET", "/api/cluster/members")
     view = FakeClusterView()
-    resp, _ = serve_app("uvloop", make_app(view), scenario)
+    resp, _ = serve_front("uvloop", make_front(view), scenario)
     assert resp.status == 404
     assert json_body(resp) == {"error": "no cluster endpoint at /api/cluster/members"}
     assert view.calls == []
@@ -151,7 +166,7 @@ def test_wrong_method_is_405_with_allow(method: str, path: str, allow: str) -> N
     async def scenario(port: int) -> RawResponse:
         return await call(port, method, path)
     view = FakeClusterView()
-    resp, _ = serve_app("uvloop", make_app(view), scenario)
+    resp, _ = serve_front("uvloop", make_front(view), scenario)
     assert resp.status == 405
     assert resp.headers["allow"] == allow
     if method != "HEAD":
@@ -166,7 +181,7 @@ def test_leave_signed_by_root_is_accepted(loop_kind: str) -> None:
     async def scenario(port: int) -> RawResponse:
         path = "/api/cluster/leave"
         return await call(port, "POST", path, signed_headers(port, "POST", path, ROOT))
-    resp, operations = serve_app(loop_kind, make_app(view), scenario)
+    resp, operations = serve_front(loop_kind, make_front(view), scenario)
     assert resp.status == 202
     assert json_body(resp) == {"state": "Leaving"}
     assert view.calls == ["leave"]
@@ -193,7 +208,7 @@ def test_leave_refuses_anyone_but_root(who: str, code: str) -> None:
         elif who == "unknown-key":
             headers = signed_headers(port, "POST", path, User("AKIANOBODY0000000001", "x", "x", "x"))
         return await call(port, "POST", path, headers)
-    resp, _ = serve_app("uvloop", make_app(view), scenario)
+    resp, _ = serve_front("uvloop", make_front(view), scenario)
     assert resp.status == 403
     doc = json_body(resp)
     assert doc["code"] == code and doc["error"]
@@ -206,7 +221,7 @@ def test_open_gateway_lets_anyone_leave() -> None:
 
     async def scenario(port: int) -> RawResponse:
         return await call(port, "POST", "/api/cluster/leave")
-    resp, _ = serve_app("uvloop", make_app(view, open_gateway=True), scenario)
+    resp, _ = serve_front("uvloop", make_front(view, open_gateway=True), scenario)
     assert resp.status == 202
     assert json_body(resp) == {"state": "Leaving"}
     assert view.calls == ["leave"]
@@ -221,7 +236,7 @@ def test_failing_view_is_500_and_the_server_keeps_serving(method: str, path: str
         failed = await call(port, method, path, signed_headers(port, method, path, ROOT))
         fine = await call(port, "GET", "/api/cluster/nodes")
         return failed, fine
-    (failed, fine), _ = serve_app("uvloop", make_app(view), scenario)
+    (failed, fine), _ = serve_front("uvloop", make_front(view), scenario)
     assert failed.status == 500
     assert json_body(failed)["error"].startswith("the cluster node failed")
     assert fine.status == 200
@@ -234,30 +249,108 @@ def test_unserialisable_view_answer_is_500() -> None:
 
     async def scenario(port: int) -> RawResponse:
         return await call(port, "GET", "/api/cluster/status")
-    resp, _ = serve_app("uvloop", make_app(view), scenario)
+    resp, _ = serve_front("uvloop", make_front(view), scenario)
     assert resp.status == 500
     assert "error" in json_body(resp)
-
-
-class NoBuckets:
-    """Storage with no buckets: enough for S3 to answer NoSuchBucket / AccessDenied."""
-
-    async def get_bucket(self, name: str) -> None:
-        return None
-
-    async def lookup_object(self, bucket: str, key: str, with_body: bool) -> tuple[None, None, None]:
-        return None, None, None
 
 
 def test_only_the_prefix_is_reserved() -> None:
     """/metrics still answers, and /api/cluster without the slash is an S3 object (bucket "api",
     key "cluster"): an unsigned request on a keyed gateway gets S3's XML AccessDenied."""
-    app = make_app(FakeClusterView())
-    app.store = NoBuckets()  # type: ignore[assignment]
+    front = make_front(FakeClusterView())
 
     async def scenario(port: int) -> tuple[RawResponse, RawResponse]:
         return await call(port, "GET", "/metrics"), await call(port, "GET", "/api/cluster")
-    (metrics, s3), operations = serve_app("uvloop", app, scenario)
+    (metrics, s3), operations = serve_front("uvloop", front, scenario)
     assert metrics.status == 200 and b"rs3gw_requests_total" in metrics.body
     assert s3.status == 403 and b"<Code>AccessDenied</Code>" in s3.body
     assert operations == ["Admin", "GetObject"]
+
+
+# --- probes, and what goes to S3 ----------------------------------------------------------------
+
+@both_loops
+def test_probes(loop_kind: str) -> None:
+    async def scenario(port: int) -> list[RawResponse]:
+        return [await call(port, "GET", "/health"), await call(port, "HEAD", "/health"),
+                await call(port, "GET", "/ready"), await call(port, "GET", "/metrics")]
+    (health, head, ready, metrics), operations = serve_front(loop_kind, make_front(None), scenario)
+    assert (health.status, health.headers["content-type"], health.body) == (200, "text/plain", b"ok\n")
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == "3"
+    assert (ready.status, ready.body) == (200, b"ok\n")
+    assert metrics.status == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert b"rs3gw_requests_total" in metrics.body
+    assert b"rs3gw_cluster_nodes_total" not in metrics.body      # no cluster, no cluster families
+    assert operations == ["Admin"] * 4
+
+
+def test_not_ready_is_503() -> None:
+    async def scenario(port: int) -> RawResponse:
+        return await call(port, "GET", "/ready")
+    resp, _ = serve_front("uvloop", make_front(None, ready=False), scenario)
+    assert (resp.status, resp.body) == (503, b"starting\n")
+
+
+def test_the_cluster_families_are_on_metrics_in_cluster_mode() -> None:
+    view = FakeClusterView()
+
+    async def scenario(port: int) -> RawResponse:
+        return await call(port, "GET", "/metrics")
+    resp, _ = serve_front("uvloop", make_front(view), scenario)
+    assert b'rs3gw_cluster_nodes_total{state="Active"} 2.0' in resp.body
+    assert b"rs3gw_replication_events_total 1234.0" in resp.body
+
+
+@pytest.mark.parametrize("method,path,signed,status,code,operation", [
+    # A bucket named like a probe: signed, another method, or a longer name is S3's.
+    ("GET", "/health", True, 404, "NoSuchBucket", "ListObjects"),
+    ("GET", "/metrics?X-Amz-Signature=0", False, 403, "AccessDenied", "ListObjects"),
+    ("PUT", "/ready", False, 403, "AccessDenied", "CreateBucket"),
+    ("GET", "/healthz", False, 403, "AccessDenied", "ListObjects"),
+    ("GET", "/metrics/key", True, 404, "NoSuchBucket", "GetObject"),
+    ("GET", "/api/cluster", True, 404, "NoSuchBucket", "GetObject"),
+    ("GET", "/", False, 403, "AccessDenied", "ListBuckets"),
+])
+def test_everything_else_reaches_s3(method: str, path: str, signed: bool, status: int, code: str,
+                                    operation: str) -> None:
+    async def scenario(port: int) -> RawResponse:
+        headers = signed_headers(port, method, path, ROOT) if signed else None
+        return await call(port, method, path, headers)
+    resp, operations = serve_front("uvloop", make_front(FakeClusterView()), scenario)
+    assert resp.status == status
+    assert resp.headers["content-type"] == "application/xml"
+    assert f"<Code>{code}</Code>".encode() in resp.body
+    assert operations == [operation]
+
+
+def test_an_s3_request_gets_the_s3_handlers_own_awaitable() -> None:
+    """The hot path: no coroutine of the admin front around an S3 request."""
+    handed: list[Request] = []
+    answer = object()
+
+    def s3(req: Request) -> Any:
+        handed.append(req)
+        return answer
+    cfg = Config()
+    front = AdminApi(s3, AccessControl(cfg), region=cfg.region, metrics=Metrics())
+    for path in ("/bucket/key", "/", "/api/clusters", "/heal"):
+        req = Request("GET", path, path, "", {}, "1.1", None, "http", Body.from_bytes(b""), 0.0)
+        assert front.handle(req) is answer
+        assert handed[-1] is req
+
+
+def test_a_new_route_is_one_row_and_its_failure_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(api: AdminApi, req: Request) -> Any:
+        raise RuntimeError("broken in this test")
+
+    async def hello(api: AdminApi, req: Request) -> Any:
+        return admin_api.json_response(200, {"hello": api.view().status()["node_id"]})
+    monkeypatch.setitem(admin_api.ROUTES, "/api/cluster/broken", admin_api.Route("Broken", ("GET",), broken))
+    monkeypatch.setitem(admin_api.ROUTES, "/api/cluster/hello", admin_api.Route("Hello", ("GET",), hello))
+
+    async def scenario(port: int) -> tuple[RawResponse, RawResponse]:
+        return await call(port, "GET", "/api/cluster/broken"), await call(port, "GET", "/api/cluster/hello")
+    (failed, fine), operations = serve_front("uvloop", make_front(FakeClusterView()), scenario)
+    assert failed.status == 500 and json_body(failed) == {"error": "/api/cluster/broken failed"}
+    assert fine.status == 200 and json_body(fine) == {"hello": "node-a"}
+    assert operations == ["Broken", "Hello"]

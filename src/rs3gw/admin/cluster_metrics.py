@@ -29,7 +29,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from ..cluster.view import NODE_STATES, ClusterView
 
-log = logging.getLogger("rs3gw.observability")
+log = logging.getLogger("rs3gw.admin")
 
 
 def _members(status: dict[str, Any]) -> Iterator[Metric]:
