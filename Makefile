@@ -15,7 +15,8 @@ DEPS_STAMP := $(VENV)/.rs3gw-deps.stamp
 DEPS_INPUTS := pyproject.toml setup.py $(shell find src/_core -type f -not -path '*/__pycache__/*')
 PYTEST_FAST := -m "not slow and not clients"
 
-.PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core bench
+.PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core bench \
+	bench-cluster docs-graphs
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
@@ -25,6 +26,9 @@ help:
 	@echo "make test-matrix  the fast tests with the reference core, then with the threads I/O backend"
 	@echo "make build      rebuild the compiled core in place"
 	@echo "make bench-core compiled-core benchmarks (ratios vs hashlib, google-crc32c, zstd, fio)"
+	@echo "make bench      end-to-end load runs against nginx and moto (writes benchmarks/results/)"
+	@echo "make bench-cluster  a 3-node cluster, A/B of two settings or checkouts (BENCH_ARGS)"
+	@echo "make docs-graphs    redraw docs/architecture/*.dot|svg from the code's imports"
 	@echo "make deps       system packages + .venv + editable install (done by the targets above)"
 
 deps: $(DEPS_STAMP)
@@ -52,7 +56,7 @@ serve: deps
 	exec $(PY) -m rs3gw
 
 lint: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests ci benchmarks
 	$(VENV)/bin/mypy src/rs3gw
 
 # The whole suite on the default build, then again on the reference core and on the thread I/O
@@ -75,6 +79,20 @@ bench-core: deps
 bench: deps
 	ci/bench-setup.sh $(PY)
 	$(PY) benchmarks/e2e.py $(E2E_ARGS)
+
+# A 3-node cluster on this machine, settings A against B (e.g. BENCH_ARGS="--a PYTHONPATH=/old/src").
+bench-cluster: deps
+	$(PY) benchmarks/bench_cluster.py $(BENCH_ARGS)
+
+# The architecture pictures in docs/ARCHITECTURE.md, from the imports (tests/unit/test_layers.py
+# fails when the .dot files fall behind the code). Graphviz is only needed to render the SVGs.
+docs-graphs:
+	@command -v dot >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends graphviz
+	@for g in layers cluster; do \
+		$(PYTHON) ci/importgraph.py --dot $$g > docs/architecture/$$g.dot; \
+		dot -Tsvg docs/architecture/$$g.dot -o docs/architecture/$$g.svg; \
+	done
 
 # Integration servers inherit the environment, so each variable reaches them too. Both passes run
 # even if the first fails; the target fails if either did.

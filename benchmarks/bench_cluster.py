@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e import ACCESS_KEY, BUCKET, RESULTS, SEED, SECRET_KEY, _load, log, machine, populate
+from e2e import ACCESS_KEY, BUCKET, RESULTS, SECRET_KEY, SEED, _load, log, machine, populate
 from loadrun import s3ops, servers
 from loadrun.runner import Spec, Target
 

@@ -13,6 +13,7 @@ from cluster_helpers import ClusterPKI, free_ports, run, wait_until
 from rs3gw.cluster.config import ClusterConfig
 from rs3gw.cluster.membership import Member, MemberEvent, Membership, NodeState
 from rs3gw.cluster.placement import Placement
+from rs3gw.cluster.topology import Topology
 
 GOSSIP_S = 0.1
 HEARTBEAT_S = 0.3
@@ -167,7 +168,7 @@ def test_graceful_leave_is_leaving_then_gone() -> None:
             for n, h in zip(nodes, histories, strict=True):
                 n.on_change(lambda ev, h=h: h.append(ev) if ev.member.node_id == "n2" else None)
             placement = Placement(3)
-            placement.follow(nodes[0])
+            Topology(nodes[0], placement, "quorum").follow()
             assert placement.nodes == ["n0", "n1", "n2"]
             await leaver.leave()
             await wait_until(lambda: all("n2" not in states(n) for n in nodes), DEADLINE_S, "n2 gone")

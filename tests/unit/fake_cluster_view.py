@@ -13,6 +13,8 @@ STATUS: dict[str, Any] = {
     "members": {"total": 4, "Active": 2, "Joining": 1, "Leaving": 0, "Failed": 1, "Starting": 0},
     "healthy": True, "backends": {"core": "compiled", "io": "uring"}, "version": "0.1.0",
     "uptime_s": 3723.5,
+    "messages_rejected": {"unknown_type": 1, "malformed": 3, "unsupported_version": 0,
+                          "bad_reply": 0},
 }
 NODES: list[dict[str, Any]] = [
     {"node_id": "node-a", "state": "Active", "address": "10.0.0.1:9001", "last_seen": None,

@@ -14,7 +14,8 @@ from rs3gw.http import Request, Response
 from rs3gw.observability.metrics import Metrics
 from rs3gw.s3.access import AccessControl
 
-STATUS_FAMILIES = {"rs3gw_cluster_nodes_total"}  # a gauge: the name is kept whole
+STATUS_FAMILIES = {"rs3gw_cluster_nodes_total",  # a gauge: the name is kept whole
+                   "rs3gw_cluster_messages_rejected"}
 REPLICATION_FAMILIES = {"rs3gw_replication_events", "rs3gw_replication_events_failed",
                         "rs3gw_replication_events_pending", "rs3gw_replication_lag_seconds",
                         "rs3gw_replication_lag_avg_seconds", "rs3gw_replication_lag_p95_seconds",
@@ -77,6 +78,11 @@ def test_every_family_with_its_type_and_values(attached: tuple[Metrics, FakeClus
         (("__name__", "rs3gw_conflicts_total"), ("strategy", "last_write_wins")): 4.0,
         (("__name__", "rs3gw_conflicts_total"), ("strategy", "vector_clock_merge")): 1.0}
     assert sample(f, "rs3gw_conflicts_resolved", "rs3gw_conflicts_resolved_total") == 4
+    assert f["rs3gw_cluster_messages_rejected"][0] == "counter"
+    assert f["rs3gw_cluster_messages_rejected"][1] == {
+        (("__name__", "rs3gw_cluster_messages_rejected_total"), ("reason", r)): v
+        for r, v in {"unknown_type": 1.0, "malformed": 3.0, "unsupported_version": 0.0,
+                     "bad_reply": 0.0}.items()}
 
 
 def test_no_double_total_suffix(attached: tuple[Metrics, FakeClusterView]) -> None:

@@ -7,97 +7,29 @@ dependency between the files).
     cluster        -> storage, config, _core: never s3, never admin
     storage        -> _core, checksums: never the cluster, s3 or admin
     http, observability: the floor any layer may stand on; they import no other part of rs3gw
+
+Inside the cluster, the node only wires: no component imports cluster/node.py. Nobody imports
+another module's private names. The graph is read by ci/importgraph.py, which also draws
+docs/architecture/*.dot: those drawings are checked here to be the code's current picture.
 """
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-PACKAGE = SRC / "rs3gw"
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "ci"))
 
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(SRC).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-MODULES: dict[str, Path] = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _imported(module: str, path: Path) -> set[str]:
-    """Every rs3gw module `module` imports, as the most specific module that exists as a file:
-    ``from .pkg import name`` names pkg.name if that is a module, else pkg (its __init__)."""
-    is_package = path.name == "__init__.py"
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = module.split(".")
-                # A package's own __init__ is level 1 of itself; a module's, of its package.
-                base = base[:len(base) - node.level + (1 if is_package else 0)]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module or ""
-            targets = [f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in MODULES else prefix
-                       for alias in node.names]
-        else:
-            continue
-        for target in targets:
-            # `import rs3gw.a.b` names rs3gw.a.b; cut back to the closest module that is a file.
-            while target and target not in MODULES:
-                target = target.rpartition(".")[0]
-            if target.startswith("rs3gw") and target != module:
-                out.add(target)
-    return out
-
-
-GRAPH: dict[str, set[str]] = {m: _imported(m, p) for m, p in MODULES.items()}
-
-
-def _circle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import circle between files (the modules in order, the first repeated at the end)."""
-    state: dict[str, int] = {}      # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(m: str) -> list[str] | None:
-        state[m] = 1
-        path.append(m)
-        for n in sorted(graph.get(m, ())):
-            if state.get(n) == 1:
-                return path[path.index(n):] + [n]
-            if n not in state:
-                found = visit(n)
-                if found:
-                    return found
-        path.pop()
-        state[m] = 2
-        return None
-
-    for m in sorted(graph):
-        if m not in state:
-            found = visit(m)
-            if found:
-                return found
-    return None
-
-
-def _files(circle: list[str]) -> str:
-    return " -> ".join(str(MODULES[m].relative_to(SRC)) for m in circle)
-
-
-def _inside(name: str, pkg: str) -> bool:
-    return name == pkg or name.startswith(pkg + ".")
+from importgraph import GRAPH, MODULES, SRC, circle, cluster_graph, dot, files, inside, layers_graph
 
 
 def _offenders(layer: str, forbidden: tuple[str, ...]) -> list[str]:
     return sorted(f"{MODULES[m].relative_to(SRC)} imports {n}"
-                  for m, names in GRAPH.items() if _inside(m, layer)
-                  for n in names if any(_inside(n, f) for f in forbidden))
+                  for m, names in GRAPH.items() if inside(m, layer)
+                  for n in names if any(inside(n, f) for f in forbidden))
 
 
 def test_the_reader_sees_the_imports() -> None:
@@ -111,17 +43,17 @@ def test_the_reader_sees_the_imports() -> None:
     assert "rs3gw.cluster.view" in GRAPH["rs3gw.admin.api"]
 
 
-def test_no_import_circle_between_files() -> None:
-    circle = _circle(GRAPH)
-    assert circle is None, "import circle: " + _files(circle)
+def test_no_import_circle_betweenfiles() -> None:
+    found = circle(GRAPH)
+    assert found is None, "import circle: " + files(found)
 
 
 def test_no_import_circle_outside_the_cluster() -> None:
     """What the rule above already holds to everywhere but inside cluster/."""
-    outside = {m: {n for n in names if not _inside(n, "rs3gw.cluster")}
-               for m, names in GRAPH.items() if not _inside(m, "rs3gw.cluster")}
-    circle = _circle(outside)
-    assert circle is None, "import circle: " + _files(circle)
+    outside = {m: {n for n in names if not inside(n, "rs3gw.cluster")}
+               for m, names in GRAPH.items() if not inside(m, "rs3gw.cluster")}
+    found = circle(outside)
+    assert found is None, "import circle: " + files(found)
 
 
 @pytest.mark.parametrize("layer,forbidden", [
@@ -139,5 +71,32 @@ def test_layer_does_not_import_what_is_above_it(layer: str, forbidden: tuple[str
 
 def test_admin_reads_the_cluster_only_through_its_view() -> None:
     assert sorted(f"{MODULES[m].relative_to(SRC)} imports {n}"
-                  for m, names in GRAPH.items() if _inside(m, "rs3gw.admin")
-                  for n in names if _inside(n, "rs3gw.cluster") and n != "rs3gw.cluster.view") == []
+                  for m, names in GRAPH.items() if inside(m, "rs3gw.admin")
+                  for n in names if inside(n, "rs3gw.cluster") and n != "rs3gw.cluster.view") == []
+
+
+def test_no_cluster_component_imports_the_node() -> None:
+    assert sorted(str(MODULES[m].relative_to(SRC)) for m, names in GRAPH.items()
+                  if "rs3gw.cluster.node" in names and inside(m, "rs3gw.cluster")) == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    found = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    # A compiled module's own name (rs3gw._core._uring) is a module, not a secret.
+                    if private and f"{node.module}.{alias.name}" not in MODULES \
+                            and alias.name != "_uring":
+                        found.append(f"{path.relative_to(SRC)}:{node.lineno} {alias.name}")
+    assert found == []
+
+
+@pytest.mark.parametrize("name,graph", [("layers", layers_graph), ("cluster", cluster_graph)])
+def test_the_architecture_drawings_are_current(name: str, graph: object) -> None:
+    committed = ROOT / "docs" / "architecture" / f"{name}.dot"
+    title = "rs3gw layers" if name == "layers" else "rs3gw.cluster"
+    assert committed.read_text() == dot(graph(), title), (  # type: ignore[operator]
+        f"{committed} is not the code's picture any more: run `make docs-graphs`")

@@ -118,6 +118,7 @@ def test_status(capsys: pytest.CaptureFixture[str]) -> None:
         "Replication": "quorum, factor 3", "Conflict resolution": "last_write_wins",
         "Members": "4 (Starting 0, Joining 1, Active 2, Leaving 0, Failed 1)", "Healthy": "yes",
         "Backends": "core=compiled, io=uring", "Version": "0.1.0", "Uptime": "1h02m",
+        "Messages refused": "malformed 3, unknown_type 1",
     }
     assert len({len(line) - len(line.split("  ")[-1].lstrip()) for line in lines}) == 1  # one value column
     assert server.seen[0][:2] == ("GET", "/api/cluster/status")

@@ -12,6 +12,9 @@ Families (counters gain ``_total`` in the exposition; prometheus_client appends 
     rs3gw_replication_bandwidth_bytes_per_sec      gauge
     rs3gw_conflicts_total{strategy}                counter
     rs3gw_conflicts_resolved_total                 counter
+    rs3gw_cluster_messages_rejected_total{reason}  counter, node-to-node messages refused
+                                                   (unknown_type, malformed, unsupported_version,
+                                                   bad_reply)
 
 The lag statistics are separate gauges rather than a ``quantile`` label, which Prometheus reserves
 for summaries. ``rs3gw_conflicts_total`` has one sample per strategy in ``by_strategy``; before any
@@ -27,7 +30,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..cluster.view import NODE_STATES, ClusterView
+from ..cluster.view import MESSAGE_REJECTIONS, NODE_STATES, ClusterView
 
 log = logging.getLogger("rs3gw.admin")
 
@@ -39,6 +42,13 @@ def _members(status: dict[str, Any]) -> Iterator[Metric]:
     for state in NODE_STATES:
         nodes.add_metric([state], float(members.get(state, 0)))
     yield nodes
+    rejected = status.get("messages_rejected", {})
+    family = CounterMetricFamily("rs3gw_cluster_messages_rejected",
+                                 "Node-to-node messages this node refused, by reason",
+                                 labels=["reason"])
+    for reason in MESSAGE_REJECTIONS:
+        family.add_metric([reason], float(rejected.get(reason, 0)))
+    yield family
 
 
 def _replication(rep: dict[str, Any]) -> Iterator[Metric]:
@@ -106,6 +116,7 @@ class ClusterCollector:
     def describe(self) -> Iterator[Metric]:
         """The families without samples: lets the registry check names without calling the view."""
         yield GaugeMetricFamily("rs3gw_cluster_nodes_total", "", labels=["state"])
+        yield CounterMetricFamily("rs3gw_cluster_messages_rejected", "", labels=["reason"])
         yield CounterMetricFamily("rs3gw_replication_events", "")
         yield CounterMetricFamily("rs3gw_replication_events_failed", "")
         for name in ("rs3gw_replication_events_pending", "rs3gw_replication_lag_seconds",

@@ -177,6 +177,9 @@ def format_status(doc: dict[str, Any]) -> str:
         ("Backends", backends or "-"),
         ("Version", _text(doc["version"])),
         ("Uptime", duration(float(doc["uptime_s"]))),
+        ("Messages refused", ", ".join(f"{k} {v}" for k, v in
+                                       sorted(doc.get("messages_rejected", {}).items()) if v)
+         or "none"),
     ])
 
 

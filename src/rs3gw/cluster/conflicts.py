@@ -70,7 +70,7 @@ class ConflictStats:
         self.resolved_total: dict[str, int] = {s.value: 0 for s in Strategy}
         self.resolver_errors_total = 0
 
-    def _count(self, conflict_label: str, resolved_label: str, error: bool) -> int:
+    def count(self, conflict_label: str, resolved_label: str, error: bool) -> int:
         with self._lock:
             self.conflicts_total[conflict_label] += 1
             self.resolved_total[resolved_label] += 1
@@ -148,7 +148,7 @@ class ConflictResolver:
             winner = hi if lo.lineage == hi.lineage else min((lo, hi), key=lambda v: v.lineage)
         else:
             winner = replace(hi, vector=lo.vector.merge(hi.vector))
-        errors = self.stats._count(self.strategy.value, strategy.value, error)
+        errors = self.stats.count(self.strategy.value, strategy.value, error)
         if error and (errors - 1) % RESOLVER_ERROR_LOG_EVERY == 0:
             log.error("custom conflict resolver failed %d time(s); last_write_wins decided instead",
                       errors)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable
-
-from .membership import Member, MemberEvent, Membership, NodeState
+from collections.abc import Iterable
 
 _LEN = struct.Struct(">I")
 _PERSON = b"rs3gw-rdv-v1"
@@ -44,7 +42,7 @@ def replica_set(bucket: str, key: str, nodes: Iterable[str], replication_factor:
 
 
 class Placement:
-    """Replica sets over a node set; update() when membership changes (or use follow())."""
+    """Replica sets over a node set; update() when membership changes (cluster/topology.py)."""
 
     def __init__(self, replication_factor: int, nodes: Iterable[str] = ()) -> None:
         if replication_factor <= 0:
@@ -71,15 +69,3 @@ class Placement:
         # Ties (a 64-bit collision) are broken by node id so every node agrees.
         scored.sort(reverse=True)
         return [n for _, n in scored[:self.replication_factor]]
-
-    def follow(self, membership: Membership) -> Callable[[], None]:
-        """Track membership's Active members from now on; returns an unsubscribe."""
-        def refresh(_: MemberEvent | None = None) -> None:
-            self.update(active_node_ids(membership.members()))
-        refresh()
-        return membership.on_change(refresh)
-
-
-def active_node_ids(members: Iterable[Member]) -> list[str]:
-    """Nodes that take new replicas: Active (a suspected member is still Active until Failed)."""
-    return [m.node_id for m in members if m.state is NodeState.ACTIVE]

@@ -31,6 +31,7 @@ from .transport import (
     Transport,
 )
 from .transport import Reply as Frame
+from .view import MESSAGE_REJECTIONS
 
 R = TypeVar("R")
 Q = TypeVar("Q", bound=Request[Any])
@@ -38,7 +39,7 @@ Q = TypeVar("Q", bound=Request[Any])
 # A body moves at >= this rate or its request times out (plus the usual request timeout).
 BULK_MIN_BYTES_PER_S = 8 << 20
 
-REJECTIONS = ("unknown_type", "malformed", "unsupported_version", "bad_reply")
+REJECTIONS = MESSAGE_REJECTIONS
 # Handler errors that mean the request itself was malformed (counted like a bad body).
 MALFORMED_CODES = frozenset({"BadMessage", "BadFrame"})
 

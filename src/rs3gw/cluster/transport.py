@@ -489,7 +489,7 @@ class Connection:
         if asyncio.current_task() is not self._read_task:
             self._read_task.cancel()
         self._writer.close()
-        self._transport._forget(self)
+        self._transport.forget(self)
 
     async def close(self) -> None:
         self.abort(ConnectionLost("closed locally"))
@@ -598,7 +598,8 @@ class Transport:
         conn = await self.connection(addr)
         await conn.send(type_, body, stream=stream, stream_length=stream_length)
 
-    def _forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection) -> None:
+        """A connection closed: it leaves the pool (called by the connection itself)."""
         self._all.discard(conn)
         if self._outbound.get(conn.peer) is conn:
             del self._outbound[conn.peer]

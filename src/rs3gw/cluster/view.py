@@ -53,6 +53,8 @@ from typing import Any, Protocol
 
 # The member states, in the order the operator surface lists them.
 NODE_STATES = ("Starting", "Joining", "Active", "Leaving", "Failed")
+# Why a node-to-node message was refused (status()["messages_rejected"], cluster/rpc.py).
+MESSAGE_REJECTIONS = ("unknown_type", "malformed", "unsupported_version", "bad_reply")
 
 
 class ClusterView(Protocol):
