@@ -56,6 +56,22 @@ def one_round(work: Path, tag: str, env: dict[str, str], d: float, rnd: int) -> 
         return f
 
 
+def medians(runs: dict[str, list[dict[str, Any]]], scenarios: tuple[tuple[str, str], ...],
+            ) -> dict[str, Any]:
+    """Per scenario: the median of A's and B's rounds, B / A, server CPU per op and p99 of each."""
+    def med(tag: str, scen: str, field: str) -> float:
+        return statistics.median(r[scen][field] for r in runs[tag])
+
+    table: dict[str, Any] = {}
+    for scen, field in scenarios:
+        x, y = med("A", scen, field), med("B", scen, field)
+        table[scen] = {"unit": field, "A": x, "B": y, "ratio": y / x if x else 0.0,
+                       "cpu_us_per_op_A": med("A", scen, "server_cpu_us_per_op"),
+                       "cpu_us_per_op_B": med("B", scen, "server_cpu_us_per_op"),
+                       "p99_ms_A": med("A", scen, "p99_ms"), "p99_ms_B": med("B", scen, "p99_ms")}
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", action="append", default=[], metavar="VAR=VALUE",
@@ -76,16 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(tag: str, scen: str, field: str) -> float:
-        return statistics.median(r[scen][field] for r in runs[tag])
-
-    table: dict[str, Any] = {}
-    for scen, field in SCENARIOS:
-        x, y = med("A", scen, field), med("B", scen, field)
-        table[scen] = {"unit": field, "A": x, "B": y, "ratio": y / x if x else 0.0,
-                       "cpu_us_per_op_A": med("A", scen, "server_cpu_us_per_op"),
-                       "cpu_us_per_op_B": med("B", scen, "server_cpu_us_per_op"),
-                       "p99_ms_A": med("A", scen, "p99_ms"), "p99_ms_B": med("B", scen, "p99_ms")}
+    table = medians(runs, SCENARIOS)
     for tag, rounds in runs.items():
         table[f"memory_{tag}"] = {k: statistics.median(r[k] for r in rounds) / MIB
                                   for k in ("idle_rss_bytes", "idle_pss_bytes", "after_rss_bytes", "after_pss_bytes")}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_ab import medians
 from e2e import ACCESS_KEY, BUCKET, RESULTS, SECRET_KEY, SEED, _load, log, machine, populate
 from loadrun import s3ops, servers
 from loadrun.runner import Spec, Target
@@ -127,16 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(tag: str, scen: str, field: str) -> float:
-        return statistics.median(r[scen][field] for r in runs[tag])
-
-    table: dict[str, Any] = {}
-    for scen, field in SCENARIOS:
-        x, y = med("A", scen, field), med("B", scen, field)
-        table[scen] = {"unit": field, "A": x, "B": y, "ratio": y / x if x else 0.0,
-                       "cpu_us_per_op_A": med("A", scen, "server_cpu_us_per_op"),
-                       "cpu_us_per_op_B": med("B", scen, "server_cpu_us_per_op"),
-                       "p99_ms_A": med("A", scen, "p99_ms"), "p99_ms_B": med("B", scen, "p99_ms")}
+    table = medians(runs, SCENARIOS)
     out = {"machine": machine(), "settings": vars(a) | {"out": str(a.out)}, "env": envs,
            "medians": table, "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     a.out.mkdir(parents=True, exist_ok=True)

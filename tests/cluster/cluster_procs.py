@@ -34,6 +34,10 @@ GOSSIP_S = "0.5"
 TIMEOUT_S = "4"
 
 
+# Every cluster made by the running test, so a failure report can carry the nodes' logs.
+CLUSTERS: list[ClusterProcs] = []
+
+
 @dataclass
 class ClusterProcs:
     root: Path
@@ -68,6 +72,12 @@ class ClusterProcs:
             }
             self.nodes.append(ServerProcess(storage_root=self.root / f"n{i}", root_user=self.user,
                                             extra_env=env))
+        CLUSTERS.append(self)
+
+    def log_tails(self, lines: int = 80) -> str:
+        """The last lines each node wrote to stderr since its last start."""
+        return "\n".join(f"--- node-{i} ---\n" + "\n".join(srv.stderr_text().splitlines()[-lines:])
+                         for i, srv in enumerate(self.nodes))
 
     def start(self, order: list[int] | None = None) -> ClusterProcs:
         for i in order or range(self.n):

@@ -151,6 +151,6 @@ class AntiEntropy:
             except asyncio.CancelledError:
                 raise
             except (TransportError, OSError) as e:
-                log.debug("anti-entropy with %s: %s", peer, e)
+                log.info("anti-entropy with %s: %s", peer, e)
             except Exception:
                 log.exception("anti-entropy with %s failed", peer)

@@ -66,6 +66,21 @@ def local_meta(meta: ObjectMeta, data: list[WriteResult] | tuple[WriteResult, ..
                    tags=dict(meta.tags))
 
 
+async def write_stream(store: ReplicaStore, stream: StreamIn | None, algos: tuple[str, ...] = (),
+                       *, inline: bool = True) -> WriteResult:
+    """A body arriving as a message's stream, as a new uncommitted write of this node (no
+    stream at all: an empty body). Nothing is left behind if it fails."""
+    w = store.begin_write(algos, inline=inline)
+    try:
+        if stream is not None:
+            async for chunk in stream:
+                await w.write(chunk)
+        return await w.finish()
+    except BaseException:
+        await w.abort()
+        raise
+
+
 async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
     if data:
         yield data

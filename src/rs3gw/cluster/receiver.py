@@ -57,7 +57,7 @@ from .messages import (
     Staged,
     StageObject,
 )
-from .objectdata import local_meta, one_chunk, read_segments
+from .objectdata import local_meta, one_chunk, read_segments, write_stream
 from .rpc import Inbound, Rpc, Streamed
 from .stats import ReplicationStats
 from .transport import RemoteError, StreamIn
@@ -132,15 +132,7 @@ class Receiver:
         if await self._store.get_bucket(req.bucket) is None:
             raise RemoteError("NoSuchBucket", req.bucket)
         meta, stamp = await self._store.stored_version(req.bucket, req.key)
-        w = self._store.begin_write(tuple(req.algos))
-        try:
-            if inb.stream is not None:      # none at all for an empty body
-                async for chunk in inb.stream:
-                    await w.write(chunk)
-            data = await w.finish()
-        except BaseException:
-            await w.abort()
-            raise
+        data = await write_stream(self._store, inb.stream, tuple(req.algos))
         sid = uuid.uuid4().hex
         self._staged[sid] = StagedBody(req.bucket, req.key, [data], time.monotonic() + STAGE_TTL_S)
         self._stats.bytes_in += data.size

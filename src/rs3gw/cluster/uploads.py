@@ -46,6 +46,7 @@ from .messages import (
     UploadFound,
     UploadsPage,
 )
+from .objectdata import write_stream
 from .peers import Peers
 from .rpc import Inbound, Rpc
 from .topology import Topology
@@ -210,15 +211,7 @@ class Uploads:
         return UploadFound(upload=await _owned(self._local.get_upload(req.bucket, req.upload_id)))
 
     async def _on_part(self, req: PutPart, inb: Inbound) -> PartStored:
-        w = self._local.begin_write((), inline=False)
-        try:
-            if inb.stream is not None:
-                async for chunk in inb.stream:
-                    await w.write(chunk)
-            data = await w.finish()
-        except BaseException:
-            await w.abort()
-            raise
+        data = await write_stream(self._local, inb.stream, inline=False)
         part = await _owned(self._local.put_part(req.bucket, req.upload_id, req.part_number, data,
                                                  dict(req.checksums)))
         return PartStored(part=part)
