@@ -360,6 +360,12 @@ def empty_and_delete_bucket(client: Any, bucket: str) -> None:
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:
                 client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        # A versioned bucket keeps its versions and delete markers: each goes by its id.
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            items = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                     for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if items:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": items, "Quiet": True})
         client.delete_bucket(Bucket=bucket)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "NoSuchBucket":

@@ -211,3 +211,67 @@ def test_s3cmd_put_get_ls_del(http_server: ServerProcess, bucket: str, tmp_path:
     assert f"s3://{bucket}/s3cmd/hello.txt" in listing
     run("del", f"s3://{bucket}/s3cmd/hello.txt")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_awscli_s3api_versions(awscli_env: tuple[AwsCli, str, Any], tmp_path: Path) -> None:
+    aws, bucket, _client = awscli_env
+    aws("s3api", "put-bucket-versioning", "--bucket", bucket,
+        "--versioning-configuration", "Status=Enabled")
+    status = json.loads(aws("s3api", "get-bucket-versioning", "--bucket", bucket).stdout)
+    assert status["Status"] == "Enabled"
+    ids = []
+    for i in range(3):
+        f = tmp_path / f"v{i}"
+        f.write_bytes(f"version {i}".encode())
+        ids.append(json.loads(aws("s3api", "put-object", "--bucket", bucket, "--key", "doc",
+                                  "--body", str(f)).stdout)["VersionId"])
+    gone = json.loads(aws("s3api", "delete-object", "--bucket", bucket, "--key", "doc").stdout)
+    assert gone["DeleteMarker"] is True
+    listed = json.loads(aws("s3api", "list-object-versions", "--bucket", bucket).stdout)
+    assert [v["VersionId"] for v in listed["Versions"]] == ids[::-1]
+    assert [m["VersionId"] for m in listed["DeleteMarkers"]] == [gone["VersionId"]]
+    assert listed["DeleteMarkers"][0]["IsLatest"] is True
+    out = tmp_path / "out"
+    aws("s3api", "get-object", "--bucket", bucket, "--key", "doc", "--version-id", ids[1], str(out))
+    assert out.read_bytes() == b"version 1"
+    # Paginated by the CLI itself, one entry a page.
+    paged = json.loads(aws("s3api", "list-object-versions", "--bucket", bucket,
+                           "--page-size", "1").stdout)
+    assert len(paged["Versions"]) == 3 and len(paged["DeleteMarkers"]) == 1
+    missing = aws("s3api", "get-object", "--bucket", bucket, "--key", "doc", str(out), check=False)
+    assert missing.returncode != 0 and "NoSuchKey" in missing.stderr
+
+
+@pytest.mark.clients
+def test_rclone_lists_and_reads_old_versions(http_server: ServerProcess, make_bucket: Any,
+                                             tmp_path: Path, s3: Any) -> None:
+    rclone = _need("rclone")
+    bucket = make_bucket(http_server)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"one", b"two", b"three"):
+        s3.put_object(Bucket=bucket, Key="file.txt", Body=body)
+    env = clean_env()
+    env.update({
+        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+        "RCLONE_CONFIG_RS3_TYPE": "s3", "RCLONE_CONFIG_RS3_PROVIDER": "Other",
+        "RCLONE_CONFIG_RS3_ENDPOINT": http_server.endpoint,
+        "RCLONE_CONFIG_RS3_ACCESS_KEY_ID": http_server.root_user.access_key,
+        "RCLONE_CONFIG_RS3_SECRET_ACCESS_KEY": http_server.root_user.secret_key,
+        "RCLONE_CONFIG_RS3_REGION": REGION, "RCLONE_CONFIG_RS3_FORCE_PATH_STYLE": "true",
+    })
+    (tmp_path / "rclone.conf").write_text("")
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([rclone, *args, "--retries", "1", "--low-level-retries", "1"],
+                              check=False, env=env, capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S)
+        assert proc.returncode == 0, f"rclone {args}\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    names = sorted(line.split()[-1] for line in
+                   run("ls", "--s3-versions", f"rs3:{bucket}").strip().splitlines())
+    assert len(names) == 3 and "file.txt" in names     # the current one, and two with a stamp
+    old = [n for n in names if n != "file.txt"]
+    bodies = {run("cat", "--s3-versions", f"rs3:{bucket}/{n}") for n in old}
+    assert bodies == {"one", "two"}
+    assert run("cat", f"rs3:{bucket}/file.txt") == "three"

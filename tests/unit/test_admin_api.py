@@ -32,7 +32,8 @@ class NoBuckets:
     async def get_bucket(self, name: str) -> None:
         return None
 
-    async def lookup_object(self, bucket: str, key: str, with_body: bool) -> tuple[None, None, None]:
+    async def lookup_object(self, bucket: str, key: str, with_body: bool,
+                            version_id: str | None = None) -> tuple[None, None, None]:
         return None, None, None
 
 

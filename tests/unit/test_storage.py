@@ -124,10 +124,10 @@ def test_put_get_overwrite_delete(tmp_path: Path) -> None:
         assert got2 is not None and got2.etag == m2.etag
         assert await read_all(s, got2) == b"second"
 
-        prev = await s.delete_object("b", "k")
-        assert prev is not None and prev.etag == m2.etag
+        done = await s.delete_object("b", "k")
+        assert done.version_id is None and not done.delete_marker     # unversioned: gone
         assert await s.get_object("b", "k") is None
-        assert await s.delete_object("b", "k") is None
+        assert await s.delete_object("b", "k") == done                 # twice: no error
 
         await put(s, "b", "empty", b"")
         e = await s.get_object("b", "empty")
@@ -296,8 +296,8 @@ def test_tags_and_delete_objects(tmp_path: Path) -> None:
         assert await read_all(s, got) == b"a"
         with pytest.raises(NoSuchKey):
             await s.set_object_tags("b", "missing", {})
-        res = await s.delete_objects("b", ["a", "missing", "c"])
-        assert [r.key if r else None for r in res] == ["a", None, "c"]
+        res = await s.delete_objects("b", [("a", None), ("missing", None), ("c", None)])
+        assert len(res) == 3 and not any(r.delete_marker for r in res)
         page = await s.list_objects("b")
         assert [e.key for e in page.entries] == ["b"]
 

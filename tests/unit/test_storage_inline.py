@@ -119,7 +119,7 @@ def test_overwrites_between_inline_and_files_keep_gc_right(tmp_path: Path) -> No
         assert inline_rows(tmp_path) == set()
         await put(s, "b", "a", b"1")
         await put(s, "b", "c", b"2")
-        await s.delete_objects("b", ["a", "c"])
+        await s.delete_objects("b", [("a", None), ("c", None)])
         assert inline_rows(tmp_path) == set()
 
     run_store(tmp_path, body)

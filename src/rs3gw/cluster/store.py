@@ -28,11 +28,15 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from rs3gw.storage import (
+    NULL_VERSION,
+    VERSIONING,
     BucketInfo,
+    DeleteResult,
     ListPage,
     LocalStore,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchVersion,
     ObjectMeta,
     ObjectSink,
     ObjectStore,
@@ -40,7 +44,10 @@ from rs3gw.storage import (
     ReplicaStore,
     StorageError,
     Unavailable,
+    Unsupported,
     UploadInfo,
+    VersionEntry,
+    VersionPage,
     WriteResult,
     check_conditions,
 )
@@ -94,6 +101,11 @@ class ClusterStore:
         await self._buckets.delete_bucket(name)
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
+        if kind == VERSIONING:
+            # Versions across nodes (per-version replication, anti-entropy and tombstones) are
+            # not built yet: refused rather than keeping one version per key where the bucket
+            # asked for all of them.
+            raise Unsupported("bucket versioning is not available in cluster mode yet")
         await self._buckets.set_bucket_config(bucket, kind, value)
 
     # --- object writes ------------------------------------------------------------------------
@@ -290,7 +302,14 @@ class ClusterStore:
             await w.abort()
             raise
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None:
+    async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
+                            owner_id: str = "") -> DeleteResult:
+        if version_id not in (None, NULL_VERSION):
+            return DeleteResult(version_id)   # no bucket here has versions: nothing to delete
+        await self._delete(bucket, key)
+        return DeleteResult(version_id)
+
+    async def _delete(self, bucket: str, key: str) -> ObjectMeta | None:
         topo = self._topology
         replicas = topo.replicas(bucket, key)
         self._coord.precheck(replicas, topo.required())
@@ -308,12 +327,15 @@ class ClusterStore:
                                queue_also=outside)
         return newest.meta
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[ObjectMeta | None]:
+    async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
+                             owner_id: str = "") -> list[DeleteResult]:
         if await self.local.get_bucket(bucket) is None:
             raise NoSuchBucket(bucket)
-        return [await self.delete_object(bucket, k) for k in keys]
+        return [await self.delete_object(bucket, k, v) for k, v in items]
 
-    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
+                              version_id: str | None = None) -> ObjectMeta:
+        _only_null(version_id)
         newest = await self._coord.newest(bucket, key)
         if newest.meta is None:
             raise NoSuchKey(key)
@@ -325,14 +347,19 @@ class ClusterStore:
 
     # --- reads --------------------------------------------------------------------------------
 
-    async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
+    async def get_object(self, bucket: str, key: str,
+                         version_id: str | None = None) -> ObjectMeta | None:
+        _only_null(version_id)
         return self._coord.as_served(await self._coord.newest(bucket, key))
 
     async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
+                            version_id: str | None = None,
                             ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
         info = await self.local.get_bucket(bucket)
         if info is None:
             return None, None, None
+        if version_id not in (None, NULL_VERSION):
+            return info, None, None     # no such version: the handler answers, once authorised
         newest = await self._coord.newest(bucket, key)
         if newest.node == self._topology.node_id and with_body:
             info2, meta, body = await self.local.lookup_object(bucket, key, with_body=True)
@@ -383,6 +410,21 @@ class ClusterStore:
             pages.append(ListPage(list(g.entries), list(g.prefixes), g.truncated, None))
         return merge_pages(pages, max_keys)
 
+    async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000) -> VersionPage:
+        """No bucket has versions in cluster mode: each key's one version is "null", latest."""
+        page = await self.list_objects(bucket, prefix=prefix, delimiter=delimiter,
+                                       after=key_marker, max_keys=max_keys)
+        entries = [VersionEntry(key=e.key, version_id=NULL_VERSION, is_latest=True,
+                                delete_marker=False, size=e.size, etag=e.etag,
+                                last_modified=e.last_modified, owner_id=e.owner_id,
+                                checksum_algorithms=list(e.checksum_algorithms))
+                   for e in page.entries]
+        last_is_key = bool(entries) and page.next_key == entries[-1].key
+        return VersionPage(entries, page.common_prefixes, page.is_truncated, page.next_key,
+                           NULL_VERSION if page.is_truncated and last_is_key else None)
+
     # --- multipart uploads (Uploads) ----------------------------------------------------------
 
     async def create_upload(self, info: UploadInfo) -> UploadInfo:
@@ -415,6 +457,11 @@ class ClusterStore:
         return await self._uploads.list_uploads(
             bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
             upload_id_marker=upload_id_marker, max_uploads=max_uploads)
+
+
+def _only_null(version_id: str | None) -> None:
+    if version_id not in (None, NULL_VERSION):
+        raise NoSuchVersion(version_id)
 
 
 def _implements_object_store(store: ClusterStore) -> ObjectStore:

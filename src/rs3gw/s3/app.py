@@ -86,7 +86,8 @@ class S3App:
                     # One read-pool hop for bucket, object and inline body; used only once the
                     # request is authorised, like separate reads would be.
                     bucket, meta, body = await self.store.lookup_object(
-                        ep.bucket, ep.key, with_body=op == "GetObject")
+                        ep.bucket, ep.key, with_body=op == "GetObject",
+                        version_id=_valid_or_none(ep.query.get("versionId")))
                     if bucket is not None:
                         ctx.prefetched = (meta, body)
                 else:
@@ -129,6 +130,12 @@ class S3App:
         return Response(e.status, headers, body)
 
 
+def _valid_or_none(version_id: str | None) -> str | None:
+    """A malformed version id is the handler's to refuse (InvalidArgument, after authorisation):
+    the lookup before it reads the current object instead."""
+    return version_id if version_id is None or storage.valid_version_id(version_id) else None
+
+
 def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
     if isinstance(e, storage.NoSuchBucket):
         return S3Error("NoSuchBucket", resource=resource)
@@ -144,6 +151,13 @@ def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
         return S3Error("InvalidPart", resource=resource)
     if isinstance(e, storage.Unavailable):
         return S3Error("ServiceUnavailable", str(e) or None, resource=resource)
+    if isinstance(e, storage.NoSuchVersion):
+        return S3Error("NoSuchVersion", resource=resource, VersionId=str(e))
+    if isinstance(e, storage.VersionIsDeleteMarker):
+        return S3Error("MethodNotAllowed", "The specified method is not allowed against a delete "
+                                           "marker.", resource=resource)
+    if isinstance(e, storage.Unsupported):
+        return S3Error("NotImplemented", str(e) or None, resource=resource)
     log.exception("unmapped storage error")
     return S3Error("InternalError", resource=resource)
 

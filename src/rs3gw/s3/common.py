@@ -9,6 +9,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from ..http.request import Request, Response
+from ..storage import NULL_VERSION, VERSIONING, BucketInfo, valid_version_id
 from .errors import S3Error
 from .router import Endpoint
 
@@ -156,3 +157,41 @@ def validate_tags(tags: dict[str, str], limit: int = 10) -> None:
             raise S3Error("InvalidTag", "The TagKey you have provided is invalid")
         if len(v) > 256:
             raise S3Error("InvalidTag", "The TagValue you have provided is too long")
+
+
+# --- bucket versioning ----------------------------------------------------------------------------
+
+def versioning_state(bucket: BucketInfo) -> str | None:
+    """"Enabled", "Suspended", or None for a bucket that never had versioning."""
+    raw = bucket.configs.get(VERSIONING)
+    return None if raw is None else bytes(raw).decode()
+
+
+def version_param(ctx: Ctx, name: str = "versionId") -> str | None:
+    """The request's version id: None if absent; InvalidArgument if it is not one (S3 answers a
+    well-formed id the key does not have with NoSuchVersion, a malformed one with this)."""
+    vid = ctx.q(name)
+    if vid is None:
+        return None
+    check_version_id(vid, name)
+    return vid
+
+
+def check_version_id(vid: str, name: str = "versionId") -> None:
+    if not valid_version_id(vid):
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName=name,
+                      ArgumentValue=vid)
+
+
+def version_headers(bucket: BucketInfo, meta: ObjectMeta) -> list[tuple[str, str]]:
+    """x-amz-version-id of an object, in a bucket that has (or had) versioning."""
+    if meta.version_id is not None:
+        return [("x-amz-version-id", meta.version_id)]
+    if versioning_state(bucket) is not None:
+        return [("x-amz-version-id", NULL_VERSION)]
+    return []
+
+
+def delete_marker_headers(meta: ObjectMeta) -> dict[str, str]:
+    return {"x-amz-delete-marker": "true", "x-amz-version-id": meta.version_id or NULL_VERSION,
+            "Last-Modified": http_date(meta.last_modified)}

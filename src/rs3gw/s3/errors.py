@@ -30,6 +30,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "IllegalLocationConstraintException": (400, ("The unspecified location constraint is incompatible "
                                                 "for the region specific endpoint this request was "
                                                 "sent to.")),
+    "IllegalVersioningConfigurationException": (400, ("The versioning configuration specified "
+                                                      "in the request is invalid.")),
     "IncompleteBody": (400, ("You did not provide the number of bytes specified by the Content-Length "
                             "HTTP header.")),
     "InternalError": (500, "We encountered an internal error. Please try again."),

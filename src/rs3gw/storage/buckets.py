@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from rs3gw.storage import versioning
 from rs3gw.storage.metadb import Txn
 from rs3gw.storage.multipart import abort_bucket_uploads
 from rs3gw.storage.objects import require_bucket
@@ -42,7 +43,8 @@ def create_bucket(txn: Txn, name: str, owner_id: str, region: str) -> BucketInfo
 
 def delete_bucket(txn: Txn, name: str) -> None:
     require_bucket(txn.conn, name)
-    if txn.conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone():
+    if txn.conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone() \
+            or versioning.has_versions(txn.conn, name):
         raise BucketNotEmpty(name)
     abort_bucket_uploads(txn, name)
     txn.conn.execute("DELETE FROM bucket_configs WHERE bucket = ?", (name,))

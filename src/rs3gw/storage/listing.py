@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rs3gw.storage import versioning
 from rs3gw.storage.metadb import UPLOAD_COLUMNS, decode_object_summary, decode_upload
-from rs3gw.storage.types import ListEntry, ListPage, UploadInfo
+from rs3gw.storage.types import ListEntry, ListPage, UploadInfo, VersionEntry, VersionPage
 
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
@@ -171,3 +172,120 @@ def list_uploads(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: 
             start = Seek(key_marker, False, (key_marker, found[0], upload_id_marker))
     rows, prefixes, truncated, _ = _paginate(fetch, prefix, delimiter, start, max_uploads)
     return [decode_upload(tuple(r[2:])) for r in rows], prefixes, truncated
+
+
+# --- ListObjectVersions ---------------------------------------------------------------------------
+
+# A row of the merged version stream: (key, seq, version_id, marker, size, etag, last_modified,
+# owner_id, algos, meta blob or None, is_latest).
+_VERSION_SELECT = ("SELECT key, seq, version_id, marker, size, etag, last_modified, owner_id, algos, "
+                   "CASE WHEN owner_id IS NULL THEN meta END, "
+                   "seq = (SELECT MAX(v2.seq) FROM versions v2 WHERE v2.bucket = v.bucket "
+                   "AND v2.key = v.key) FROM versions v WHERE bucket = ?")
+_IMPLICIT_SELECT = ("SELECT key, last_modified, size, etag, owner_id, algos, "
+                    "CASE WHEN owner_id IS NULL THEN meta END FROM objects WHERE bucket = ?")
+
+
+def _version_fetch(conn: sqlite3.Connection, bucket: str) -> Fetch:
+    """Rows in (key ascending, seq descending) order: every row of ``versions``, and each objects
+    row of a key with no versions rows (its implicit null version). Both sources are read from
+    the same seek with the same limit and merged; where one was cut short by the limit, nothing
+    past its last row is returned yet (the next call reads on from there)."""
+    any_versions = versioning.has_versions(conn, bucket)
+
+    def fetch(seek: Seek, upper: str | None, limit: int) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        cur = seek
+        while len(out) < limit:
+            want = limit - len(out)
+            vparams: list[Any] = [bucket]
+            oparams: list[Any] = [bucket]
+            if cur.row is not None:
+                vsql = " AND (key > ? OR (key = ? AND seq < ?))"
+                vparams += [cur.row[0], cur.row[0], cur.row[1]]
+                osql = " AND key > ?"
+                oparams.append(cur.row[0])
+                if upper is not None:
+                    vsql += " AND key < ?"
+                    osql += " AND key < ?"
+                    vparams.append(upper)
+                    oparams.append(upper)
+            else:
+                vsql = _key_range_sql(cur, upper, vparams)
+                osql = _key_range_sql(cur, upper, oparams)
+            vrows = conn.execute(_VERSION_SELECT + vsql + " ORDER BY key, seq DESC LIMIT ?",
+                                 [*vparams, want]).fetchall()
+            orows = conn.execute(_IMPLICIT_SELECT + osql + " ORDER BY key LIMIT ?",
+                                 [*oparams, want]).fetchall()
+            vfull, ofull = len(vrows) == want, len(orows) == want
+            vkeys = {r[0] for r in vrows}
+            # Past these bounds a source was not read: a key there may still have rows in it.
+            vbound = (vrows[-1][0], vrows[-1][1]) if vfull else None
+            obound = orows[-1][0] if ofull else None
+            merged: list[tuple[Any, ...]] = []
+            for r in vrows:
+                if obound is not None and r[0] > obound:
+                    break
+                merged.append(r)
+            for key, lm, size, etag, owner, algos, blob in orows:
+                if vbound is not None and key >= vbound[0]:
+                    break
+                if key in vkeys or (any_versions and _has_versions(conn, bucket, key)):
+                    continue        # a mirror of its newest versions row, listed from there
+                merged.append((key, versioning.null_seq(lm), versioning.NULL, 0, size, etag, lm,
+                               owner, algos, blob, True))
+            merged.sort(key=lambda r: (r[0], _desc(r[1])))
+            out.extend(merged[:limit - len(out)])
+            if not vfull and not ofull:
+                break               # both sources exhausted in this range
+            if vbound is not None and (obound is None or vbound[0] <= obound):
+                cur = Seek(vbound[0], False, vbound)
+            else:
+                assert obound is not None
+                cur = Seek(obound, False, (obound, b"\0" * versioning.SEQ_BYTES))
+        return out
+    return fetch
+
+
+def _desc(seq: bytes) -> bytes:
+    return bytes(255 - b for b in seq)
+
+
+def _has_versions(conn: sqlite3.Connection, bucket: str, key: str) -> bool:
+    return conn.execute("SELECT 1 FROM versions WHERE bucket = ? AND key = ? LIMIT 1",
+                        (bucket, key)).fetchone() is not None
+
+
+def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: str,
+                  key_marker: str, version_id_marker: str, max_keys: int) -> VersionPage:
+    """One page of versions and delete markers, newest first within a key. ``key_marker`` alone
+    resumes after every version of that key; with ``version_id_marker``, after that version."""
+    start = _start_seek(prefix, delimiter, key_marker)
+    if version_id_marker and key_marker and start is not None and not start.inclusive:
+        marker = versioning.get_version(conn, bucket, key_marker, version_id_marker)
+        if marker is not None:
+            if marker.version_id is None:           # an implicit null version: alone in its key
+                start = Seek(key_marker, False)
+            else:
+                row = conn.execute("SELECT seq FROM versions WHERE bucket = ? AND key = ? AND "
+                                   "version_id = ?", (bucket, key_marker,
+                                                      version_id_marker)).fetchone()
+                start = Seek(key_marker, False, (key_marker, row[0]))
+    rows, prefixes, truncated, last = _paginate(_version_fetch(conn, bucket), prefix, delimiter,
+                                                start, max_keys)
+    entries = []
+    for key, _seq, vid, marker, size, etag, lm, owner_id, joined, blob, latest in rows:
+        if owner_id is None:
+            owner_id, algos = decode_object_summary(blob)   # a row from before the columns
+        else:
+            algos = joined.split(",") if joined else []
+        entries.append(VersionEntry(key=key, version_id=vid, is_latest=bool(latest),
+                                    delete_marker=bool(marker), size=size, etag=etag,
+                                    last_modified=lm, owner_id=owner_id,
+                                    checksum_algorithms=algos))
+    next_vid = None
+    if truncated and entries and last == entries[-1].key:
+        next_vid = entries[-1].version_id
+    return VersionPage(entries=entries, common_prefixes=prefixes, is_truncated=truncated,
+                       next_key_marker=last if truncated else None,
+                       next_version_id_marker=next_vid)

@@ -65,6 +65,19 @@ CREATE TABLE IF NOT EXISTS inline_data(vid TEXT NOT NULL PRIMARY KEY, data BLOB 
 CREATE TABLE IF NOT EXISTS gc(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
 -- Committed data files possibly still in tmp/: inserted in the transaction that commits them.
 CREATE TABLE IF NOT EXISTS renames(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
+-- Bucket versioning (storage/versioning.py): every version of every key of a bucket that has a
+-- versioning state, delete markers included, newest first within a key (seq descending). The
+-- objects table mirrors each key's newest version when it is not a delete marker, so GET and
+-- LIST read one row as in an unversioned bucket. A key written before its bucket had a
+-- versioning state has no rows here: its objects row is its one, implicit, null version, moved
+-- here by the first versioned write or delete of the key.
+CREATE TABLE IF NOT EXISTS versions(
+    bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY, seq BLOB NOT NULL,
+    version_id TEXT NOT NULL, marker INTEGER NOT NULL,
+    vid TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL NOT NULL,
+    content_type TEXT, meta BLOB NOT NULL, owner_id TEXT, algos TEXT,
+    PRIMARY KEY(bucket, key, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions(bucket, key, version_id);
 -- Cluster mode only: the version stamp of each replicated item (kind object|bucket|policy|tagging),
 -- tombstones included, so a replayed or older event never resurrects what was deleted or replaced.
 -- The stamp is opaque here (the cluster layer encodes it); storage/versioned.py reads and writes it.
@@ -93,6 +106,8 @@ def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
         "segments": [[s.vid, s.size, s.etag, s.checksums, True] if s.inline
                      else [s.vid, s.size, s.etag, s.checksums] for s in m.segments],
     }
+    if m.version_id is not None:
+        meta["version_id"] = m.version_id
     return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta),
             m.owner_id, ",".join(m.checksums))
 
@@ -111,7 +126,8 @@ def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
         content_type=content_type, headers=meta["headers"], checksums=meta["checksums"],
         checksum_type=meta["checksum_type"], tags=meta["tags"],
         segments=[Segment(*seg) for seg in meta["segments"]],
-        parts_count=meta["parts_count"], owner_id=meta["owner_id"])
+        parts_count=meta["parts_count"], owner_id=meta["owner_id"],
+        version_id=meta.get("version_id"))
 
 
 def decode_object_summary(blob: bytes) -> tuple[str, list[str]]:

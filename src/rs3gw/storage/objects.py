@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import sqlite3
 
+from rs3gw.storage import versioning
 from rs3gw.storage.metadb import OBJECT_COLUMNS, OBJECT_INSERT, Txn, decode_object, encode_object
 from rs3gw.storage.types import (
+    DeleteResult,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchVersion,
     ObjectMeta,
     PreconditionFailed,
     StorageError,
+    VersionIsDeleteMarker,
 )
 
 
@@ -108,6 +112,12 @@ def _mark_inline(conn: sqlite3.Connection, meta: ObjectMeta, previous: ObjectMet
 
 
 def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None) -> None:
+    """``meta`` becomes the key's current object. Unversioned, what ``previous`` no longer shares
+    with it goes; in a bucket with a versioning state ``previous`` stays a version of its own."""
+    mode = versioning.state(txn.conn, meta.bucket)
+    if mode is not None:
+        versioning.put_current(txn, meta, previous, mode)
+        return
     txn.conn.execute(OBJECT_INSERT, encode_object(meta))
     if previous is not None:
         _drop_unreferenced(txn, previous, meta)
@@ -123,6 +133,9 @@ def put_object(txn: Txn, meta: ObjectMeta, new_vid: str | None, if_match: str | 
     if not meta.last_modified:
         meta.last_modified = txn.now
     if new_vid is None:
+        if versioning.state(txn.conn, meta.bucket) is not None:
+            # Versions never share data files (storage/versioning.py): copies bring their own.
+            raise StorageError("a metadata-only rewrite cannot make a version of its own")
         _mark_inline(txn.conn, meta, previous)
     replace_object(txn, meta, previous)
     if new_vid is not None:
@@ -148,11 +161,56 @@ def delete_objects(txn: Txn, bucket: str, keys: list[str]) -> list[ObjectMeta | 
     return [delete_object(txn, bucket, key) for key in keys]
 
 
-def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
+def delete_key(txn: Txn, bucket: str, key: str, version_id: str | None,
+               owner_id: str) -> DeleteResult:
+    """S3's DeleteObject: with a version id that version goes; without one the object goes
+    (unversioned) or a delete marker is added (storage/versioning.py)."""
     require_bucket(txn.conn, bucket)
+    current = current_object(txn.conn, bucket, key)
+    if version_id is not None:
+        return versioning.delete_version(txn, bucket, key, version_id, current)
+    mode = versioning.state(txn.conn, bucket)
+    if mode is None:
+        delete_object(txn, bucket, key)
+        return DeleteResult()
+    return versioning.delete_current(txn, bucket, key, current, mode, owner_id)
+
+
+def delete_keys(txn: Txn, bucket: str, items: list[tuple[str, str | None]],
+                owner_id: str) -> list[DeleteResult]:
+    require_bucket(txn.conn, bucket)
+    return [delete_key(txn, bucket, key, vid, owner_id) for key, vid in items]
+
+
+def object_or_marker(conn: sqlite3.Connection, bucket: str, key: str,
+                     version_id: str | None) -> ObjectMeta | None:
+    """That version (delete markers included), or the current object, or, when the key's newest
+    version is a delete marker, that marker."""
+    if version_id is not None:
+        return versioning.get_version(conn, bucket, key, version_id)
+    meta = current_object(conn, bucket, key)
+    if meta is None:
+        top = versioning.newest(conn, bucket, key)
+        if top is not None and top.delete_marker:
+            return top
+    return meta
+
+
+def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str],
+                    version_id: str | None = None) -> ObjectMeta:
+    require_bucket(txn.conn, bucket)
+    if version_id is not None:
+        found = versioning.set_tags(txn, bucket, key, version_id, tags)
+        if found is None:
+            raise NoSuchVersion(version_id)
+        if found.delete_marker:
+            raise VersionIsDeleteMarker(version_id)
+        return found
     meta = current_object(txn.conn, bucket, key)
     if meta is None:
         raise NoSuchKey(key)
+    if meta.version_id is not None:
+        return versioning.set_tags(txn, bucket, key, meta.version_id, tags) or meta
     meta.tags = dict(tags)
     txn.conn.execute(OBJECT_INSERT, encode_object(meta))
     return meta

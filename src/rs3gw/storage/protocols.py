@@ -21,10 +21,12 @@ from typing import Protocol
 
 from rs3gw.storage.types import (
     BucketInfo,
+    DeleteResult,
     ListPage,
     ObjectMeta,
     PartInfo,
     UploadInfo,
+    VersionPage,
     WriteResult,
 )
 
@@ -96,9 +98,14 @@ class ObjectStore(Protocol):
                          if_match: str | None = None,
                          if_none_match: bool = False) -> ObjectMeta | None: ...
 
-    async def get_object(self, bucket: str, key: str) -> ObjectMeta | None: ...
+    async def get_object(self, bucket: str, key: str,
+                         version_id: str | None = None) -> ObjectMeta | None:
+        """That version, or the current object; a delete marker (``delete_marker`` set) when it
+        is the version asked for or the key's newest version."""
+        ...
 
     async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
+                            version_id: str | None = None,
                             ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]: ...
 
     def body_reader(self, body: bytes, start: int, end_inclusive: int,
@@ -108,15 +115,25 @@ class ObjectStore(Protocol):
                           end_inclusive: int | None = None,
                           chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]: ...
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None: ...
+    async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
+                            owner_id: str = "") -> DeleteResult:
+        """S3's DeleteObject (storage/versioning.py: a delete marker in a versioned bucket, the
+        version named by ``version_id`` for good); ``owner_id`` owns a marker it makes."""
+        ...
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[ObjectMeta | None]: ...
+    async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
+                             owner_id: str = "") -> list[DeleteResult]: ...
 
-    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta: ...
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
+                              version_id: str | None = None) -> ObjectMeta: ...
 
     # --- listing ---
     async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                            after: str = "", max_keys: int = 1000) -> ListPage: ...
+
+    async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000) -> VersionPage: ...
 
     async def list_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                            key_marker: str = "", upload_id_marker: str = "",

@@ -66,6 +66,7 @@ from rs3gw.storage.protocols import Judge, ReplicaStore, StampRow, StampTest
 from rs3gw.storage.rootlock import release_root, take_root
 from rs3gw.storage.types import (
     BucketInfo,
+    DeleteResult,
     ListPage,
     NoSuchKey,
     ObjectMeta,
@@ -73,6 +74,7 @@ from rs3gw.storage.types import (
     Segment,
     StorageError,
     UploadInfo,
+    VersionPage,
     WriteResult,
 )
 
@@ -387,21 +389,27 @@ class LocalStore:
                             inline_max_bytes=self.inline_max_bytes if inline else -1,
                             algos=algos, pool=self._io)
 
-    async def get_object(self, bucket: str, key: str) -> ObjectMeta | None:
-        return await self._read(functools.partial(objects.current_object, bucket=bucket, key=key))
+    async def get_object(self, bucket: str, key: str,
+                         version_id: str | None = None) -> ObjectMeta | None:
+        return await self._read(functools.partial(objects.object_or_marker, bucket=bucket,
+                                                  key=key, version_id=version_id))
 
     async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
+                            version_id: str | None = None,
                             ) -> tuple[BucketInfo | None, ObjectMeta | None, bytes | None]:
         """GetObject/HeadObject's reads in one read-pool hop: the bucket (from the cache when it
-        is there), the key's current version and, with ``with_body``, the whole body when it is
+        is there), the key's current version (or ``version_id``; a delete marker when that is
+        what the key's newest version is) and, with ``with_body``, the whole body when it is
         stored inline (None otherwise: the caller then uses open_reader)."""
         cached = self._cached_bucket(bucket)
         gen = self._bucket_gen     # _cached_bucket just caught up with the shared generation
 
         def one(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None]:
-            if not with_body:
-                return objects.current_object(conn, bucket, key), None
+            if version_id is not None or not with_body:
+                return objects.object_or_marker(conn, bucket, key, version_id), None
             meta, body = objects.current_object_with_body(conn, bucket, key)
+            if meta is None:
+                return objects.object_or_marker(conn, bucket, key, None), None
             if (with_body and body is None and meta is not None and meta.size > 0
                     and len(meta.segments) == 1 and meta.segments[0].inline
                     and meta.segments[0].size == meta.size):
@@ -570,16 +578,21 @@ class LocalStore:
             return RingRangeReader(self._ring, self._io, pieces)
         return RangeReader(self._io, pieces, chunk_bytes)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectMeta | None:
-        return await self._write(functools.partial(objects.delete_object, bucket=bucket, key=key))
+    async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
+                            owner_id: str = "") -> DeleteResult:
+        return await self._write(functools.partial(objects.delete_key, bucket=bucket, key=key,
+                                                   version_id=version_id, owner_id=owner_id))
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[ObjectMeta | None]:
-        return await self._write(functools.partial(objects.delete_objects, bucket=bucket,
-                                                   keys=list(keys)))
+    async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
+                             owner_id: str = "") -> list[DeleteResult]:
+        return await self._write(functools.partial(objects.delete_keys, bucket=bucket,
+                                                   items=list(items), owner_id=owner_id))
 
-    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> ObjectMeta:
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
+                              version_id: str | None = None) -> ObjectMeta:
         return await self._write(functools.partial(objects.set_object_tags, bucket=bucket,
-                                                   key=key, tags=dict(tags)))
+                                                   key=key, tags=dict(tags),
+                                                   version_id=version_id))
 
     # --- cluster mode: stamped versions (storage/protocols.ReplicaStore, storage/versioned.py) ---
 
@@ -681,6 +694,15 @@ class LocalStore:
         def run(conn: sqlite3.Connection) -> ListPage:
             objects.require_bucket(conn, bucket)
             return listing.list_objects(conn, bucket, prefix, delimiter, after, max_keys)
+        return await self._read(run)
+
+    async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000) -> VersionPage:
+        def run(conn: sqlite3.Connection) -> VersionPage:
+            objects.require_bucket(conn, bucket)
+            return listing.list_versions(conn, bucket, prefix, delimiter, key_marker,
+                                         version_id_marker, max_keys)
         return await self._read(run)
 
     async def list_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",

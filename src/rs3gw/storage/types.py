@@ -41,6 +41,19 @@ class PreconditionFailed(StorageError):
     """A conditional write (If-Match / If-None-Match) did not hold at commit time."""
 
 
+class NoSuchVersion(StorageError):
+    """A version id (well formed) that the key does not have."""
+
+
+class Unsupported(StorageError):
+    """What this store does not do (yet): S3's 501 NotImplemented, with the reason."""
+
+
+class VersionIsDeleteMarker(StorageError):
+    """An operation on a version that only an object can take (a delete marker has no body, no
+    tags): S3's 405 MethodNotAllowed."""
+
+
 @dataclass
 class BucketInfo:
     name: str
@@ -82,6 +95,11 @@ class ObjectMeta:
     segments: list[Segment] = field(default_factory=list)   # len > 1 or parts_count set: multipart
     parts_count: int | None = None          # set for multipart objects
     owner_id: str = ""
+    # Bucket versioning (storage/versioning.py): the version's id ("null" for the null version);
+    # None for an object written while its bucket had no versioning state (the implicit null
+    # version). A delete marker is a version with no body: no data, no ETag.
+    version_id: str | None = None
+    delete_marker: bool = False
 
 
 @dataclass
@@ -144,3 +162,33 @@ Json = dict[str, Any]
 
 class Unavailable(StorageError):
     """Cluster mode: the replicas a write's consistency mode needs cannot be reached (503)."""
+
+
+@dataclass
+class DeleteResult:
+    """What a DeleteObject did: the version it created (a delete marker) or removed, if any."""
+    version_id: str | None = None
+    delete_marker: bool = False
+
+
+@dataclass
+class VersionEntry:
+    """One entry of ListObjectVersions: a version or a delete marker."""
+    key: str
+    version_id: str             # "null" for the null version
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str
+    last_modified: float
+    owner_id: str
+    checksum_algorithms: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VersionPage:
+    entries: list[VersionEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 
 from ...http.request import Response
-from ...storage import BucketExists, BucketInfo
+from ...storage import VERSIONING, BucketExists, BucketInfo
 from .. import policy as policy_mod
-from ..common import MAX_XML_BODY_BYTES, Ctx, empty_response, iso8601, validate_tags, xml_response
+from ..common import (
+    MAX_XML_BODY_BYTES,
+    Ctx,
+    empty_response,
+    iso8601,
+    validate_tags,
+    versioning_state,
+    xml_response,
+)
 from ..errors import S3Error
 from ..xml import document, parse, text
 from .bodies import read_xml_body
@@ -76,11 +84,29 @@ async def get_bucket_location(ctx: Ctx, bucket: BucketInfo | None) -> Response:
 
 
 async def get_bucket_versioning(ctx: Ctx, bucket: BucketInfo | None) -> Response:
-    return xml_response(document("VersioningConfiguration", []))
+    assert bucket is not None
+    status = versioning_state(bucket)
+    return xml_response(document("VersioningConfiguration",
+                                 [("Status", status)] if status is not None else []))
 
 
 async def put_bucket_versioning(ctx: Ctx, bucket: BucketInfo | None) -> Response:
-    raise S3Error("NotImplemented", "Bucket versioning is not implemented by this gateway yet")
+    """Enabled or Suspended; a bucket never goes back to having no versioning state."""
+    assert bucket is not None
+    root = parse(await read_xml_body(ctx), "VersioningConfiguration")
+    status = text(root, "Status")
+    mfa = text(root, "MfaDelete")
+    if mfa is not None and mfa not in ("Enabled", "Disabled"):
+        raise S3Error("IllegalVersioningConfigurationException")
+    if mfa == "Enabled":
+        raise S3Error("NotImplemented", "MFA delete is not supported by this gateway")
+    if status is None:
+        return empty_response(200)          # nothing asked: nothing changes
+    if status not in ("Enabled", "Suspended"):
+        raise S3Error("IllegalVersioningConfigurationException")
+    if status != versioning_state(bucket):
+        await ctx.store.set_bucket_config(bucket.name, VERSIONING, status.encode())
+    return empty_response(200)
 
 
 # ---- tagging -----------------------------------------------------------------------------

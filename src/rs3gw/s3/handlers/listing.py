@@ -7,8 +7,8 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from ...http.request import Response
-from ...storage import BucketInfo, ListPage
-from ..common import Ctx, iso8601, xml_response
+from ...storage import BucketInfo, ListPage, VersionPage
+from ..common import Ctx, check_version_id, iso8601, xml_response
 from ..errors import S3Error
 from ..xml import Raw, document, esc
 
@@ -51,12 +51,10 @@ def encoder(ctx: Ctx) -> Encoder:
     return _url_encoded
 
 
-def _contents(ctx: Ctx, page: ListPage, enc: Encoder, fetch_owner: bool, tag: str = "Contents",
-              versions: bool = False) -> list[Raw]:
+def _contents(ctx: Ctx, page: ListPage, enc: Encoder, fetch_owner: bool) -> list[Raw]:
     # One f-string per entry: a 1,000-key page is most of a listing's CPU, and building a tree
     # of tuples for document() to walk cost about twice as much (measured: benchmarks/e2e.py LIST).
     out: list[Raw] = []
-    version = "<VersionId>null</VersionId><IsLatest>true</IsLatest>" if versions else ""
     for e in page.entries:
         sums = "".join(f"<ChecksumAlgorithm>{a.upper()}</ChecksumAlgorithm>"
                        for a in e.checksum_algorithms)
@@ -65,13 +63,13 @@ def _contents(ctx: Ctx, page: ListPage, enc: Encoder, fetch_owner: bool, tag: st
             oid = esc(e.owner_id)
             owner = f"<Owner><ID>{oid}</ID><DisplayName>{oid}</DisplayName></Owner>"
         out.append(Raw(
-            f"<{tag}><Key>{esc(enc(e.key))}</Key>{version}<LastModified>{iso8601(e.last_modified)}"
+            f"<Contents><Key>{esc(enc(e.key))}</Key><LastModified>{iso8601(e.last_modified)}"
             f"</LastModified><ETag>&quot;{esc(e.etag)}&quot;</ETag><Size>{e.size}</Size>{sums}{owner}"
-            f"<StorageClass>STANDARD</StorageClass></{tag}>"))
+            f"<StorageClass>STANDARD</StorageClass></Contents>"))
     return out
 
 
-def _prefixes(page: ListPage, enc: Encoder) -> list[tuple[str, object]]:
+def _prefixes(page: ListPage | VersionPage, enc: Encoder) -> list[tuple[str, object]]:
     return [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
 
 
@@ -137,7 +135,8 @@ async def list_objects_v2(ctx: Ctx, bucket: BucketInfo | None) -> Response:
 
 
 async def list_object_versions(ctx: Ctx, bucket: BucketInfo | None) -> Response:
-    """Unversioned buckets: each key has exactly one version, "null", the latest."""
+    """Versions and delete markers, newest first within a key (an unversioned bucket's keys
+    each have one version, "null", the latest)."""
     assert bucket is not None
     prefix, delim = ctx.q("prefix") or "", ctx.q("delimiter") or ""
     key_marker = ctx.q("key-marker") or ""
@@ -145,18 +144,42 @@ async def list_object_versions(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     if vid_marker and not key_marker:
         raise S3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.",
                       ArgumentName="version-id-marker", ArgumentValue=vid_marker)
+    if vid_marker:
+        check_version_id(vid_marker, "version-id-marker")
     mk = max_keys(ctx)
     enc = encoder(ctx)
-    page = await ctx.store.list_objects(bucket.name, prefix=prefix, delimiter=delim,
-                                        after=key_marker, max_keys=mk)
+    page = await ctx.store.list_object_versions(bucket.name, prefix=prefix, delimiter=delim,
+                                                key_marker=key_marker,
+                                                version_id_marker=vid_marker or "", max_keys=mk)
     truncated = page.is_truncated
     body = document("ListVersionsResult", [
         ("Name", bucket.name), ("Prefix", enc(prefix)), ("KeyMarker", enc(key_marker)),
         ("VersionIdMarker", vid_marker or ""),
-        ("NextKeyMarker", enc(page.next_key)) if truncated and page.next_key is not None else None,
-        ("NextVersionIdMarker", "null") if truncated else None,
+        ("NextKeyMarker", enc(page.next_key_marker))
+        if truncated and page.next_key_marker is not None else None,
+        ("NextVersionIdMarker", page.next_version_id_marker)
+        if truncated and page.next_version_id_marker is not None else None,
         ("MaxKeys", mk), ("Delimiter", enc(delim)) if delim else None,
         ("EncodingType", "url") if ctx.q("encoding-type") else None,
         ("IsTruncated", truncated),
-        *_contents(ctx, page, enc, True, tag="Version", versions=True), *_prefixes(page, enc)])
+        *_versions(page, enc), *_prefixes(page, enc)])
     return xml_response(body)
+
+
+def _versions(page: VersionPage, enc: Encoder) -> list[Raw]:
+    """Version and DeleteMarker elements, in the page's order (one f-string each, as _contents)."""
+    out: list[Raw] = []
+    for e in page.entries:
+        oid = esc(e.owner_id)
+        head = (f"<Key>{esc(enc(e.key))}</Key><VersionId>{esc(e.version_id)}</VersionId>"
+                f"<IsLatest>{'true' if e.is_latest else 'false'}</IsLatest>"
+                f"<LastModified>{iso8601(e.last_modified)}</LastModified>")
+        owner = f"<Owner><ID>{oid}</ID><DisplayName>{oid}</DisplayName></Owner>"
+        if e.delete_marker:
+            out.append(Raw(f"<DeleteMarker>{head}{owner}</DeleteMarker>"))
+            continue
+        sums = "".join(f"<ChecksumAlgorithm>{a.upper()}</ChecksumAlgorithm>"
+                       for a in e.checksum_algorithms)
+        out.append(Raw(f"<Version>{head}<ETag>&quot;{esc(e.etag)}&quot;</ETag><Size>{e.size}</Size>"
+                       f"{sums}{owner}<StorageClass>STANDARD</StorageClass></Version>"))
+    return out

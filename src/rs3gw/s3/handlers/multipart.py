@@ -24,7 +24,7 @@ from ..ingest import ingest
 from ..xml import document, parse, text
 from .bodies import read_xml_body
 from .copy import load_copy_source
-from .objects import write_conditions
+from .objects import new_version_headers, write_conditions
 
 MIN_PART_BYTES = 5 << 20
 MAX_PART_BYTES = 5 << 30
@@ -123,7 +123,8 @@ async def upload_part_copy(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     assert bucket is not None
     n = _part_number(ctx)
     info = await _upload(ctx, bucket)
-    src = await load_copy_source(ctx)
+    source = await load_copy_source(ctx)
+    src = source.meta
     start, end = _copy_range(ctx.req.headers.get("x-amz-copy-source-range"), src.size)
     if end - start + 1 > MAX_PART_BYTES:
         raise S3Error("EntityTooLarge")
@@ -137,7 +138,7 @@ async def upload_part_copy(ctx: Ctx, bucket: BucketInfo | None) -> Response:
         raise
     return xml_response(document("CopyPartResult", [
         ("LastModified", iso8601(part.last_modified)), ("ETag", quote_etag(data.md5_hex)),
-        *[(f"Checksum{a.upper()}", v) for a, v in sums.items()]]))
+        *[(f"Checksum{a.upper()}", v) for a, v in sums.items()]]), headers=source.headers())
 
 
 async def complete_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Response:
@@ -204,7 +205,8 @@ async def complete_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Resp
         ("Location", location), ("Bucket", bucket.name), ("Key", ctx.ep.key),
         ("ETag", quote_etag(committed.etag)),
         *[(f"Checksum{a.upper()}", v) for a, v in meta.checksums.items()],
-        ("ChecksumType", meta.checksum_type) if meta.checksums else None]))
+        ("ChecksumType", meta.checksum_type) if meta.checksums else None]),
+        headers=new_version_headers(committed))
 
 
 async def abort_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Response:

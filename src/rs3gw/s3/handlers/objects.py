@@ -6,6 +6,7 @@ from ...storage import BucketInfo, ObjectMeta, Segment
 from ..common import (
     Ctx,
     check_key,
+    delete_marker_headers,
     empty_response,
     etag_matches,
     http_date,
@@ -13,6 +14,8 @@ from ..common import (
     parse_tagging_header,
     quote_etag,
     stored_headers,
+    version_headers,
+    version_param,
 )
 from ..errors import S3Error
 from ..ingest import ingest
@@ -67,7 +70,8 @@ async def put_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     except BaseException:
         await ing.writer.abort()
         raise
-    return empty_response(200, [("ETag", quote_etag(meta.etag))] + checksum_headers(meta))
+    return empty_response(200, [("ETag", quote_etag(meta.etag))] + checksum_headers(meta)
+                          + new_version_headers(meta))
 
 
 def _object_headers(meta: ObjectMeta) -> list[tuple[str, str]]:
@@ -149,17 +153,24 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 async def _load(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
     key = ctx.ep.key
     assert key is not None
+    vid = version_param(ctx)
     if ctx.prefetched is not None:
         meta = ctx.prefetched[0]
     else:
-        meta = await ctx.store.get_object(bucket.name, key)
+        meta = await ctx.store.get_object(bucket.name, key, vid)
     if meta is None:
         # Like S3: without s3:ListBucket a caller may not learn that a key is absent (403, not 404).
         ctx.access.check_access(ctx, bucket, "ListObjects", None)
+        if vid is not None:
+            raise S3Error("NoSuchVersion", Key=key, VersionId=vid)
         raise S3Error("NoSuchKey", Key=key)
-    vid = ctx.q("versionId")
-    if vid is not None and vid != "null":
-        raise S3Error("NoSuchVersion", Key=key, VersionId=vid)
+    if meta.delete_marker:
+        # The key's newest version is a delete marker (404), or one was asked for by id (405).
+        if vid is not None:
+            raise S3Error("MethodNotAllowed", "The specified method is not allowed against this "
+                          "resource.", headers=delete_marker_headers(meta), Method=ctx.req.method,
+                          ResourceType="DeleteMarker")
+        raise S3Error("NoSuchKey", Key=key, headers=delete_marker_headers(meta))
     return meta
 
 
@@ -187,7 +198,7 @@ async def get_object(ctx: Ctx, bucket: BucketInfo | None, *, head: bool = False)
     meta = await _load(ctx, bucket)
     h = ctx.req.headers
     check_read_conditions(h, meta)
-    headers = _object_headers(meta)
+    headers = _object_headers(meta) + version_headers(bucket, meta)
     size = meta.size
     rng: tuple[int, int] | None = None
     status = 200
@@ -232,13 +243,24 @@ async def head_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
 async def delete_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     assert bucket is not None and ctx.ep.key is not None
     check_key(ctx.ep.key)
+    vid = version_param(ctx)
     if_match = ctx.req.headers.get("if-match")
     if if_match is not None:
-        meta = await ctx.store.get_object(bucket.name, ctx.ep.key)
-        if meta is None:
+        meta = await ctx.store.get_object(bucket.name, ctx.ep.key, vid)
+        if meta is None or meta.delete_marker:
             raise S3Error("NoSuchKey", Key=ctx.ep.key)
         if not etag_matches(if_match, meta.etag):
             raise S3Error("PreconditionFailed", Condition="If-Match")
-    await ctx.store.delete_object(bucket.name, ctx.ep.key)
-    return empty_response(204)
+    done = await ctx.store.delete_object(bucket.name, ctx.ep.key, vid, owner_id=ctx.owner_id)
+    headers = []
+    if done.version_id is not None:
+        headers.append(("x-amz-version-id", done.version_id))
+    if done.delete_marker:
+        headers.append(("x-amz-delete-marker", "true"))
+    return empty_response(204, headers)
+
+
+def new_version_headers(meta: ObjectMeta) -> list[tuple[str, str]]:
+    """x-amz-version-id of a version a write just made (none in an unversioned bucket)."""
+    return [("x-amz-version-id", meta.version_id)] if meta.version_id is not None else []
 

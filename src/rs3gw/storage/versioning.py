@@ -1,0 +1,257 @@
+"""Bucket versioning: the versions table, delete markers and the null version (S3's rules).
+
+A bucket has no versioning state until PutBucketVersioning; then it is Enabled or Suspended
+(bucket_configs kind "versioning"), never unversioned again. In such a bucket every version of a
+key is a row of ``versions``, newest first (``seq`` descending), and the ``objects`` row mirrors
+the newest one unless it is a delete marker: GET and LIST stay one indexed read.
+
+Keys written before the bucket had a state have no rows in ``versions``: their objects row is
+their implicit null version (``ObjectMeta.version_id`` None). The first versioned write or delete
+of such a key moves it into ``versions`` as "null" (``_materialize``), so a key either has all
+its versions in ``versions`` or none of them.
+
+- Enabled: a PUT adds a version with a new id; DELETE without a version id adds a delete marker.
+- Suspended: a PUT or a DELETE replaces the key's null version (the data of the one it replaces
+  goes) with a new null version or a null delete marker; other versions stay.
+- DELETE with a version id removes that version for good (and its data); if it was the newest,
+  the next one becomes current (or nothing is, if that one is a delete marker).
+
+Data: in a versioned bucket no two versions share data files (CopyObject onto itself copies the
+bytes), so a version's segments go exactly when its row goes. The objects row and the versions
+row of the newest version name the same segments; only the versions row owns them.
+
+Version ids: ``seq`` is 16 bytes, 8 of time order (milliseconds << 16 | a counter, the layout of
+the cluster's hybrid clock) and 8 random; the id is its base32hex spelling (26 characters), so ids
+sort as their versions do. Within a key a new version's seq is always above the key's newest.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sqlite3
+import threading
+from typing import Any
+
+from rs3gw.storage.metadb import (
+    OBJECT_COLUMNS,
+    OBJECT_INSERT,
+    Txn,
+    decode_object,
+    encode_object,
+)
+from rs3gw.storage.types import DeleteResult, ObjectMeta, StorageError
+
+NULL = "null"
+STATE_KIND = "versioning"
+STATES = ("Enabled", "Suspended")
+SEQ_BYTES = 16
+_ID_RE = re.compile(r"[0-9a-v]{26}")
+VERSION_COLUMNS = f"version_id, marker, {OBJECT_COLUMNS}"
+
+_clock_lock = threading.Lock()
+_last_order = 0
+
+
+# --- ids ------------------------------------------------------------------------------------------
+
+def encode_id(seq: bytes) -> str:
+    return base64.b32hexencode(seq).decode().rstrip("=").lower()
+
+
+def parse_id(version_id: str) -> bytes | None:
+    """The seq of a version id, or None if it is not one this store makes ("null" included)."""
+    if not _ID_RE.fullmatch(version_id):
+        return None
+    raw = base64.b32hexdecode(version_id.upper() + "======")
+    return raw if encode_id(raw) == version_id else None     # only the canonical spelling
+
+
+def valid_id(version_id: str) -> bool:
+    return version_id == NULL or parse_id(version_id) is not None
+
+
+def _order(ms: int) -> int:
+    """A time order above every one this process handed out: ms << 16 | counter."""
+    global _last_order
+    with _clock_lock:
+        _last_order = max(ms << 16, _last_order + 1)
+        return _last_order
+
+
+def null_seq(last_modified: float) -> bytes:
+    """Where an implicit null version sorts among the key's versions: by its write time."""
+    return (int(last_modified * 1000) << 16).to_bytes(8, "big") + bytes(8)
+
+
+def _next_seq(conn: sqlite3.Connection, bucket: str, key: str, now: float) -> bytes:
+    row = conn.execute("SELECT MAX(seq) FROM versions WHERE bucket = ? AND key = ?",
+                       (bucket, key)).fetchone()
+    order = _order(int(now * 1000))
+    if row[0] is not None:
+        order = max(order, int.from_bytes(row[0][:8], "big") + 1)
+    return order.to_bytes(8, "big") + os.urandom(8)
+
+
+# --- reads ----------------------------------------------------------------------------------------
+
+def state(conn: sqlite3.Connection, bucket: str) -> str | None:
+    row = conn.execute("SELECT value FROM bucket_configs WHERE bucket = ? AND kind = ?",
+                       (bucket, STATE_KIND)).fetchone()
+    return None if row is None else bytes(row[0]).decode()
+
+
+def _decode_row(row: tuple[Any, ...]) -> ObjectMeta:
+    version_id, marker = row[0], row[1]
+    meta = decode_object(row[2:])
+    meta.version_id = version_id
+    meta.delete_marker = bool(marker)
+    return meta
+
+
+def get_version(conn: sqlite3.Connection, bucket: str, key: str,
+                version_id: str) -> ObjectMeta | None:
+    """That version of the key (a delete marker included), or None."""
+    row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? "
+                       "AND version_id = ?", (bucket, key, version_id)).fetchone()
+    if row is not None:
+        return _decode_row(row)
+    if version_id == NULL:
+        cur = conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
+                           (bucket, key)).fetchone()
+        if cur is not None:
+            meta = decode_object(cur)
+            if meta.version_id is None:
+                return meta                     # the implicit null version
+    return None
+
+
+def newest(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
+    """The key's newest version row (a delete marker included), or None."""
+    row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? "
+                       "ORDER BY seq DESC LIMIT 1", (bucket, key)).fetchone()
+    return None if row is None else _decode_row(row)
+
+
+def has_versions(conn: sqlite3.Connection, bucket: str) -> bool:
+    return conn.execute("SELECT 1 FROM versions WHERE bucket = ? LIMIT 1",
+                        (bucket,)).fetchone() is not None
+
+
+# --- writes (in a Txn on the writer thread) -------------------------------------------------------
+
+def _insert(txn: Txn, meta: ObjectMeta, seq: bytes) -> None:
+    assert meta.version_id is not None
+    row = encode_object(meta)
+    txn.conn.execute(
+        "INSERT INTO versions(bucket, key, seq, version_id, marker, vid, size, etag, "
+        "last_modified, content_type, meta, owner_id, algos) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (row[0], row[1], seq, meta.version_id, int(meta.delete_marker), *row[2:]))
+
+
+def _drop_data(txn: Txn, meta: ObjectMeta) -> None:
+    for seg in meta.segments:
+        if seg.inline:
+            txn.drop_inline(seg.vid)
+        else:
+            txn.drop_file(seg.vid)
+
+
+def _materialize(txn: Txn, current: ObjectMeta | None) -> None:
+    """Move an implicit null version (an objects row from before versioning) into versions."""
+    if current is not None and current.version_id is None:
+        current.version_id = NULL
+        _insert(txn, current, null_seq(current.last_modified))
+        txn.conn.execute(OBJECT_INSERT, encode_object(current))
+
+
+def _remove_null(txn: Txn, bucket: str, key: str) -> None:
+    """Suspended writes replace the null version: it goes with its data."""
+    old = get_version(txn.conn, bucket, key, NULL)
+    if old is not None:
+        txn.conn.execute("DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+                         (bucket, key, NULL))
+        if not old.delete_marker:
+            _drop_data(txn, old)
+
+
+def _new_id(txn: Txn, mode: str, bucket: str, key: str) -> tuple[str, bytes]:
+    seq = _next_seq(txn.conn, bucket, key, txn.now)
+    return (encode_id(seq) if mode == "Enabled" else NULL), seq
+
+
+def put_current(txn: Txn, meta: ObjectMeta, current: ObjectMeta | None, mode: str) -> None:
+    """``meta`` (its data already named by its segments) becomes the key's newest version. The
+    caller commits its new data; the version it supersedes keeps its own."""
+    bucket, key = meta.bucket, meta.key
+    _materialize(txn, current)
+    if mode == "Suspended":
+        _remove_null(txn, bucket, key)
+    meta.version_id, seq = _new_id(txn, mode, bucket, key)
+    meta.delete_marker = False
+    _insert(txn, meta, seq)
+    txn.conn.execute(OBJECT_INSERT, encode_object(meta))
+
+
+def delete_current(txn: Txn, bucket: str, key: str, current: ObjectMeta | None, mode: str,
+                   owner_id: str) -> DeleteResult:
+    """DELETE without a version id: a delete marker becomes the newest version."""
+    _materialize(txn, current)
+    if mode == "Suspended":
+        _remove_null(txn, bucket, key)
+    version_id, seq = _new_id(txn, mode, bucket, key)
+    marker = ObjectMeta(bucket=bucket, key=key, vid="", size=0, etag="", last_modified=txn.now,
+                        owner_id=owner_id, version_id=version_id, delete_marker=True)
+    _insert(txn, marker, seq)
+    txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+    return DeleteResult(version_id, True)
+
+
+def delete_version(txn: Txn, bucket: str, key: str, version_id: str,
+                   current: ObjectMeta | None) -> DeleteResult:
+    """DELETE with a version id: that version goes for good, with its data. Deleting a version
+    the key does not have succeeds and changes nothing (as S3 answers it)."""
+    if version_id == NULL and current is not None and current.version_id is None:
+        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+        _drop_data(txn, current)
+        return DeleteResult(NULL, False)
+    gone = get_version(txn.conn, bucket, key, version_id)
+    if gone is None:
+        return DeleteResult(version_id, False)
+    txn.conn.execute("DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+                     (bucket, key, version_id))
+    if not gone.delete_marker:
+        _drop_data(txn, gone)
+    top = newest(txn.conn, bucket, key)
+    if top is None or top.delete_marker:
+        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+    elif current is None or current.version_id != top.version_id:
+        txn.conn.execute(OBJECT_INSERT, encode_object(top))      # the next one is current now
+    return DeleteResult(version_id, gone.delete_marker)
+
+
+def set_tags(txn: Txn, bucket: str, key: str, version_id: str,
+             tags: dict[str, str]) -> ObjectMeta | None:
+    """Replace one version's tags (the objects row too, if it is the current one)."""
+    meta = get_version(txn.conn, bucket, key, version_id)
+    if meta is None or meta.delete_marker:
+        return meta
+    meta.tags = dict(tags)
+    if meta.version_id is None:                   # the implicit null version: only objects
+        txn.conn.execute(OBJECT_INSERT, encode_object(meta))
+        return meta
+    row = encode_object(meta)
+    txn.conn.execute("UPDATE versions SET meta = ? WHERE bucket = ? AND key = ? AND version_id = ?",
+                     (row[7], bucket, key, version_id))
+    cur = txn.conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
+                           (bucket, key)).fetchone()
+    if cur is not None and decode_object(cur).version_id == version_id:
+        txn.conn.execute(OBJECT_INSERT, row)
+    return meta
+
+
+def set_state(txn: Txn, bucket: str, mode: str) -> None:
+    if mode not in STATES:
+        raise StorageError(f"versioning state must be one of {STATES}, not {mode!r}")
+    txn.conn.execute("INSERT OR REPLACE INTO bucket_configs(bucket, kind, value) VALUES (?,?,?)",
+                     (bucket, STATE_KIND, mode.encode()))
