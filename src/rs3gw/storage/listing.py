@@ -200,27 +200,31 @@ def _version_fetch(conn: sqlite3.Connection, bucket: str) -> Fetch:
             want = limit - len(out)
             vparams: list[Any] = [bucket]
             oparams: list[Any] = [bucket]
+            vrows = []
             if cur.row is not None:
-                vsql = " AND (key > ? OR (key = ? AND seq < ?))"
-                vparams += [cur.row[0], cur.row[0], cur.row[1]]
-                osql = " AND key > ?"
-                oparams.append(cur.row[0])
-                if upper is not None:
-                    vsql += " AND key < ?"
-                    osql += " AND key < ?"
-                    vparams.append(upper)
-                    oparams.append(upper)
+                # The rest of the key the cursor is in, then the keys after it: two index ranges
+                # (one query with OR between them scans from the bucket's first row: a page deep in
+                # a large bucket would cost its depth).
+                vrows = conn.execute(_VERSION_SELECT + " AND key = ? AND seq < ? ORDER BY seq DESC"
+                                     " LIMIT ?", [bucket, cur.row[0], cur.row[1], want]).fetchall()
+                after = Seek(cur.row[0], False)
             else:
-                vsql = _key_range_sql(cur, upper, vparams)
-                osql = _key_range_sql(cur, upper, oparams)
-            vrows = conn.execute(_VERSION_SELECT + vsql + " ORDER BY key, seq DESC LIMIT ?",
-                                 [*vparams, want]).fetchall()
-            orows = conn.execute(_IMPLICIT_SELECT + osql + " ORDER BY key LIMIT ?",
-                                 [*oparams, want]).fetchall()
-            vfull, ofull = len(vrows) == want, len(orows) == want
-            vkeys = {r[0] for r in vrows}
+                after = cur
+            vsql = _key_range_sql(after, upper, vparams)
+            osql = _key_range_sql(after, upper, oparams)
+            if len(vrows) < want:
+                vrows += conn.execute(_VERSION_SELECT + vsql + " ORDER BY key, seq DESC LIMIT ?",
+                                      [*vparams, want - len(vrows)]).fetchall()
+            vfull = len(vrows) == want
             # Past these bounds a source was not read: a key there may still have rows in it.
             vbound = (vrows[-1][0], vrows[-1][1]) if vfull else None
+            if vbound is not None:
+                osql += " AND key <= ?"          # no use reading objects past the versions read
+                oparams.append(vbound[0])
+            orows = conn.execute(_IMPLICIT_SELECT + osql + " ORDER BY key LIMIT ?",
+                                 [*oparams, want]).fetchall()
+            ofull = len(orows) == want
+            vkeys = {r[0] for r in vrows}
             obound = orows[-1][0] if ofull else None
             merged: list[tuple[Any, ...]] = []
             for r in vrows:
