@@ -271,10 +271,8 @@ def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter:
             if marker.version_id is None:           # an implicit null version: alone in its key
                 start = Seek(key_marker, False)
             else:
-                row = conn.execute("SELECT seq FROM versions WHERE bucket = ? AND key = ? AND "
-                                   "version_id = ?", (bucket, key_marker,
-                                                      version_id_marker)).fetchone()
-                start = Seek(key_marker, False, (key_marker, row[0]))
+                seq = versioning.seq_of(conn, bucket, key_marker, version_id_marker)
+                start = Seek(key_marker, False, (key_marker, seq))
     rows, prefixes, truncated, last = _paginate(_version_fetch(conn, bucket), prefix, delimiter,
                                                 start, max_keys)
     entries = []

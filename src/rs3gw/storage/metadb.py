@@ -77,7 +77,6 @@ CREATE TABLE IF NOT EXISTS versions(
     vid TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL NOT NULL,
     content_type TEXT, meta BLOB NOT NULL, owner_id TEXT, algos TEXT,
     PRIMARY KEY(bucket, key, seq)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions(bucket, key, version_id);
 -- Cluster mode only: the version stamp of each replicated item (kind object|bucket|policy|tagging),
 -- tombstones included, so a replayed or older event never resurrects what was deleted or replaced.
 -- The stamp is opaque here (the cluster layer encodes it); storage/versioned.py reads and writes it.
@@ -186,6 +185,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for col in ("owner_id", "algos"):
         if col not in cols:
             conn.execute(f"ALTER TABLE objects ADD COLUMN {col} TEXT")
+    # Version rows are found by seq (the id spells it); an index by id was one b-tree too many.
+    conn.execute("DROP INDEX IF EXISTS versions_by_id")
 
 
 def connect_reader(db_path: Path) -> sqlite3.Connection:

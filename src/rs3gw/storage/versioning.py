@@ -21,12 +21,12 @@ bytes), so a version's segments go exactly when its row goes. The objects row an
 row of the newest version name the same segments; only the versions row owns them.
 
 Version ids: ``seq`` is 16 bytes, 8 of time order (milliseconds << 16 | a counter, the layout of
-the cluster's hybrid clock) and 8 random; the id is its base32hex spelling (26 characters), so ids
-sort as their versions do. Within a key a new version's seq is always above the key's newest.
+the cluster's hybrid clock) and 8 random; the id is its hex spelling (32 characters), so ids sort
+as their versions do and an id names its row by primary key (only "null" is found by a scan of
+its key's few rows). Within a key a new version's seq is always above the key's newest.
 """
 from __future__ import annotations
 
-import base64
 import os
 import re
 import sqlite3
@@ -46,7 +46,7 @@ NULL = "null"
 STATE_KIND = "versioning"
 STATES = ("Enabled", "Suspended")
 SEQ_BYTES = 16
-_ID_RE = re.compile(r"[0-9a-v]{26}")
+_ID_RE = re.compile(r"[0-9a-f]{32}")
 VERSION_COLUMNS = f"version_id, marker, {OBJECT_COLUMNS}"
 
 _clock_lock = threading.Lock()
@@ -56,15 +56,22 @@ _last_order = 0
 # --- ids ------------------------------------------------------------------------------------------
 
 def encode_id(seq: bytes) -> str:
-    return base64.b32hexencode(seq).decode().rstrip("=").lower()
+    return seq.hex()
 
 
 def parse_id(version_id: str) -> bytes | None:
     """The seq of a version id, or None if it is not one this store makes ("null" included)."""
     if not _ID_RE.fullmatch(version_id):
         return None
-    raw = base64.b32hexdecode(version_id.upper() + "======")
-    return raw if encode_id(raw) == version_id else None     # only the canonical spelling
+    return bytes.fromhex(version_id)
+
+
+def _by_id(bucket: str, key: str, version_id: str) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (and its parameters) naming one version row."""
+    if version_id == NULL:
+        return "bucket = ? AND key = ? AND version_id = ?", (bucket, key, NULL)
+    # A malformed id names no row (seq is never empty).
+    return "bucket = ? AND key = ? AND seq = ?", (bucket, key, parse_id(version_id) or b"")
 
 
 def valid_id(version_id: str) -> bool:
@@ -84,12 +91,18 @@ def null_seq(last_modified: float) -> bytes:
     return (int(last_modified * 1000) << 16).to_bytes(8, "big") + bytes(8)
 
 
-def _next_seq(conn: sqlite3.Connection, bucket: str, key: str, now: float) -> bytes:
-    row = conn.execute("SELECT MAX(seq) FROM versions WHERE bucket = ? AND key = ?",
-                       (bucket, key)).fetchone()
+def _next_seq(conn: sqlite3.Connection, bucket: str, key: str, now: float,
+              current: ObjectMeta | None) -> bytes:
+    """A seq above the key's newest version's. The current object, when it names a version by
+    id, is that newest one (the objects row mirrors it); else the table says."""
+    top = parse_id(current.version_id) if current is not None and current.version_id else None
+    if top is None:
+        row = conn.execute("SELECT MAX(seq) FROM versions WHERE bucket = ? AND key = ?",
+                           (bucket, key)).fetchone()
+        top = row[0]
     order = _order(int(now * 1000))
-    if row[0] is not None:
-        order = max(order, int.from_bytes(row[0][:8], "big") + 1)
+    if top is not None:
+        order = max(order, int.from_bytes(top[:8], "big") + 1)
     return order.to_bytes(8, "big") + os.urandom(8)
 
 
@@ -112,8 +125,8 @@ def _decode_row(row: tuple[Any, ...]) -> ObjectMeta:
 def get_version(conn: sqlite3.Connection, bucket: str, key: str,
                 version_id: str) -> ObjectMeta | None:
     """That version of the key (a delete marker included), or None."""
-    row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? "
-                       "AND version_id = ?", (bucket, key, version_id)).fetchone()
+    where, params = _by_id(bucket, key, version_id)
+    row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE {where}", params).fetchone()
     if row is not None:
         return _decode_row(row)
     if version_id == NULL:
@@ -124,6 +137,12 @@ def get_version(conn: sqlite3.Connection, bucket: str, key: str,
             if meta.version_id is None:
                 return meta                     # the implicit null version
     return None
+
+
+def seq_of(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> bytes | None:
+    where, params = _by_id(bucket, key, version_id)
+    row = conn.execute(f"SELECT seq FROM versions WHERE {where}", params).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def newest(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
@@ -169,14 +188,15 @@ def _remove_null(txn: Txn, bucket: str, key: str) -> None:
     """Suspended writes replace the null version: it goes with its data."""
     old = get_version(txn.conn, bucket, key, NULL)
     if old is not None:
-        txn.conn.execute("DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
-                         (bucket, key, NULL))
+        where, params = _by_id(bucket, key, NULL)
+        txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
         if not old.delete_marker:
             _drop_data(txn, old)
 
 
-def _new_id(txn: Txn, mode: str, bucket: str, key: str) -> tuple[str, bytes]:
-    seq = _next_seq(txn.conn, bucket, key, txn.now)
+def _new_id(txn: Txn, mode: str, bucket: str, key: str,
+            current: ObjectMeta | None) -> tuple[str, bytes]:
+    seq = _next_seq(txn.conn, bucket, key, txn.now, current)
     return (encode_id(seq) if mode == "Enabled" else NULL), seq
 
 
@@ -187,7 +207,7 @@ def put_current(txn: Txn, meta: ObjectMeta, current: ObjectMeta | None, mode: st
     _materialize(txn, current)
     if mode == "Suspended":
         _remove_null(txn, bucket, key)
-    meta.version_id, seq = _new_id(txn, mode, bucket, key)
+    meta.version_id, seq = _new_id(txn, mode, bucket, key, current)
     meta.delete_marker = False
     _insert(txn, meta, seq)
     txn.conn.execute(OBJECT_INSERT, encode_object(meta))
@@ -199,7 +219,7 @@ def delete_current(txn: Txn, bucket: str, key: str, current: ObjectMeta | None, 
     _materialize(txn, current)
     if mode == "Suspended":
         _remove_null(txn, bucket, key)
-    version_id, seq = _new_id(txn, mode, bucket, key)
+    version_id, seq = _new_id(txn, mode, bucket, key, current)
     marker = ObjectMeta(bucket=bucket, key=key, vid="", size=0, etag="", last_modified=txn.now,
                         owner_id=owner_id, version_id=version_id, delete_marker=True)
     _insert(txn, marker, seq)
@@ -218,8 +238,8 @@ def delete_version(txn: Txn, bucket: str, key: str, version_id: str,
     gone = get_version(txn.conn, bucket, key, version_id)
     if gone is None:
         return DeleteResult(version_id, False)
-    txn.conn.execute("DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
-                     (bucket, key, version_id))
+    where, params = _by_id(bucket, key, version_id)
+    txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
     if not gone.delete_marker:
         _drop_data(txn, gone)
     top = newest(txn.conn, bucket, key)
@@ -241,8 +261,8 @@ def set_tags(txn: Txn, bucket: str, key: str, version_id: str,
         txn.conn.execute(OBJECT_INSERT, encode_object(meta))
         return meta
     row = encode_object(meta)
-    txn.conn.execute("UPDATE versions SET meta = ? WHERE bucket = ? AND key = ? AND version_id = ?",
-                     (row[7], bucket, key, version_id))
+    where, params = _by_id(bucket, key, version_id)
+    txn.conn.execute(f"UPDATE versions SET meta = ? WHERE {where}", (row[7], *params))
     cur = txn.conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
                            (bucket, key)).fetchone()
     if cur is not None and decode_object(cur).version_id == version_id:
