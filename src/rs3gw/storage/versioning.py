@@ -159,9 +159,10 @@ def has_versions(conn: sqlite3.Connection, bucket: str) -> bool:
 
 # --- writes (in a Txn on the writer thread) -------------------------------------------------------
 
-def _insert(txn: Txn, meta: ObjectMeta, seq: bytes) -> None:
+def _insert(txn: Txn, meta: ObjectMeta, seq: bytes, row: tuple[Any, ...] | None = None) -> None:
+    """The version's row; ``row``: encode_object(meta), when the caller has it already."""
     assert meta.version_id is not None
-    row = encode_object(meta)
+    row = row or encode_object(meta)
     txn.conn.execute(
         "INSERT INTO versions(bucket, key, seq, version_id, marker, vid, size, etag, "
         "last_modified, content_type, meta, owner_id, algos) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -209,8 +210,9 @@ def put_current(txn: Txn, meta: ObjectMeta, current: ObjectMeta | None, mode: st
         _remove_null(txn, bucket, key)
     meta.version_id, seq = _new_id(txn, mode, bucket, key, current)
     meta.delete_marker = False
-    _insert(txn, meta, seq)
-    txn.conn.execute(OBJECT_INSERT, encode_object(meta))
+    row = encode_object(meta)           # one encoding for both rows: they hold the same version
+    _insert(txn, meta, seq, row)
+    txn.conn.execute(OBJECT_INSERT, row)
 
 
 def delete_current(txn: Txn, bucket: str, key: str, current: ObjectMeta | None, mode: str,
