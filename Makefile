@@ -16,7 +16,7 @@ DEPS_INPUTS := pyproject.toml setup.py $(shell find src/_core -type f -not -path
 PYTEST_FAST := -m "not slow and not clients"
 
 .PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core bench \
-	bench-cluster docs-graphs
+	bench-cluster bench-versioning docs-graphs
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-core compiled-core benchmarks (ratios vs hashlib, google-crc32c, zstd, fio)"
 	@echo "make bench      end-to-end load runs against nginx and moto (writes benchmarks/results/)"
 	@echo "make bench-cluster  a 3-node cluster, A/B of two settings or checkouts (BENCH_ARGS)"
+	@echo "make bench-versioning  versioned vs unversioned buckets; ListObjectVersions at 1k-100k"
 	@echo "make docs-graphs    redraw docs/architecture/*.dot|svg from the code's imports"
 	@echo "make deps       system packages + .venv + editable install (done by the targets above)"
 
@@ -79,6 +80,11 @@ bench-core: deps
 bench: deps
 	ci/bench-setup.sh $(PY)
 	$(PY) benchmarks/e2e.py $(E2E_ARGS)
+
+# Versioned against unversioned buckets of one server, and ListObjectVersions page times from 1k
+# to 100k versions (writes benchmarks/results/versioning.json; about 10 minutes).
+bench-versioning: deps
+	$(PY) benchmarks/bench_versioning.py $(BENCH_ARGS)
 
 # A 3-node cluster on this machine, settings A against B (e.g. BENCH_ARGS="--a PYTHONPATH=/old/src").
 bench-cluster: deps
