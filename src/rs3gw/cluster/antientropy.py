@@ -10,6 +10,9 @@ differ the peer lists its entries; whatever version of ours wins over the peer's
 lacks) is pushed, with its bytes. The peer does the same towards us in its own rounds, so both
 directions converge. A write's identity is its HLC, origin, ETag and tombstone flag, not its
 vector: two nodes that merged the same concurrent writes in a different order hold equal data.
+In a versioned bucket every version is an item of its own (storage.version_item), compared and
+pushed like an object: a version one replica lacks, or a version's tombstone, travels the same
+way.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 
-from rs3gw.storage import ReplicaStore
+from rs3gw.storage import OBJECT_KINDS, ReplicaStore, split_item
 
 from . import stamps
 from .messages import DigestRequest, Digests, KeyEntries, KeysRequest, StampEntry
@@ -76,23 +79,26 @@ class AntiEntropy:
         """(bucket, key, version) of every object stamp here whose replica set holds both this
         node and ``peer`` (optionally only in ``parts``)."""
         out: list[tuple[str, str, ObjectVersion]] = []
-        cursor = ("", "")
         me = self._topology.node_id
-        while True:
-            rows = await self._store.scan_stamps("object", cursor, SCAN_PAGE)
-            if not rows:
-                return out
-            for row in rows:
-                cursor = (row.bucket, row.key)
-                if parts is not None and _partition(row.bucket, row.key) not in parts:
-                    continue
-                replicas = self._topology.replicas(row.bucket, row.key)
-                if me not in replicas or peer not in replicas:
-                    continue
-                v = stamps.decode(row.stamp)
-                if v is not None:
-                    out.append((row.bucket, row.key, v))
-            await asyncio.sleep(0)          # a big scan yields to requests between pages
+        for kind in OBJECT_KINDS:  # objects, and each version of a versioned key
+            cursor = ("", "")
+            while True:
+                rows = await self._store.scan_stamps(kind, cursor, SCAN_PAGE)
+                if not rows:
+                    break
+                for row in rows:
+                    cursor = (row.bucket, row.key)
+                    if parts is not None and _partition(row.bucket, row.key) not in parts:
+                        continue
+                    # Every version of a key lives on the key's replica set.
+                    replicas = self._topology.replicas(row.bucket, split_item(row.key)[0])
+                    if me not in replicas or peer not in replicas:
+                        continue
+                    v = stamps.decode(row.stamp)
+                    if v is not None:
+                        out.append((row.bucket, row.key, v))
+                await asyncio.sleep(0)          # a big scan yields to requests between pages
+        return out
 
     async def on_digest(self, req: DigestRequest, _in: Inbound) -> Digests:
         return Digests(digests=digests(await self.shared_entries(req.sender)))

@@ -1,5 +1,6 @@
-"""Bucket-level writes in cluster mode: buckets, policies and tagging live on every node, so each
-change is stamped, committed here and shipped to every other member with the mode's counting."""
+"""Bucket-level writes in cluster mode: buckets and their configuration documents (policy, tagging,
+versioning state, object lock, lifecycle, ...) live on every node, so each change is stamped,
+committed here and shipped to every other member with the mode's counting."""
 from __future__ import annotations
 
 import time
@@ -20,8 +21,10 @@ from .coordinator import Coordinator
 from .events import (
     CreateBucket,
     DeleteBucket,
+    DeleteBucketConfig,
     DeleteBucketPolicy,
     DeleteBucketTagging,
+    PutBucketConfig,
     PutBucketPolicy,
     PutBucketTagging,
     ReplicationEvent,
@@ -95,24 +98,32 @@ class BucketOps:
             True, lambda judge: self._local.apply_bucket_delete(name, judge))
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
-        events: dict[str, tuple[type[PutBucketPolicy | PutBucketTagging],
-                                type[DeleteBucketPolicy | DeleteBucketTagging]]] = {
+        doc = None if value is None else bytes(value)
+        make: MakeEvent
+        named: dict[str, tuple[type[PutBucketPolicy | PutBucketTagging],
+                               type[DeleteBucketPolicy | DeleteBucketTagging]]] = {
             "policy": (PutBucketPolicy, DeleteBucketPolicy),
             "tagging": (PutBucketTagging, DeleteBucketTagging)}
-        if kind not in events:
-            await self._local.set_bucket_config(bucket, kind, value)
-            return
-        put, delete = events[kind]
-        make: MakeEvent
-        if value is None:
-            def make(v: ObjectVersion) -> ReplicationEvent:
-                return delete(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created)
-        else:
-            doc = bytes(value)
+        if kind in named:
+            put, delete = named[kind]
 
             def make(v: ObjectVersion) -> ReplicationEvent:
+                if doc is None:
+                    return delete(event_id=v.hlc, bucket=bucket, vector=v.vector,
+                                  created=v.created)
                 return put(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
                            document=doc)
+        else:
+            # Every other document (versioning state, object lock, lifecycle, ...) travels as a
+            # generic configuration event: enforced the same on every node.
+            def make(v: ObjectVersion) -> ReplicationEvent:
+                if doc is None:
+                    return DeleteBucketConfig(event_id=v.hlc, bucket=bucket, vector=v.vector,
+                                              created=v.created, kind=kind)
+                return PutBucketConfig(event_id=v.hlc, bucket=bucket, vector=v.vector,
+                                       created=v.created, document=doc, kind=kind)
+        if await self._local.get_bucket(bucket) is None:
+            raise NoSuchBucket(bucket)
         await self._bucket_write(
             kind, bucket, make, value is None,
             lambda judge: self._local.apply_bucket_config(bucket, kind, value, judge))

@@ -151,7 +151,7 @@ class Coordinator:
 
     async def record_tombstone(self, ev: DeleteObject) -> None:
         """This node holds the delete's tombstone (collected once every replica holds it)."""
-        await self.delivery.queue.record_tombstone(ev.event_id, ev.bucket, ev.key,
+        await self.delivery.queue.record_tombstone(ev.event_id, ev.bucket, ev.item[2],
                                                    acked_by=[self.topology.node_id])
 
     async def ship_object(self, ev: ReplicationEvent, replicas: list[str]) -> None:
@@ -164,26 +164,31 @@ class Coordinator:
     # --- reads --------------------------------------------------------------------------------
 
     async def heads(self, bucket: str, key: str, nodes: Iterable[str],
+                    version_id: str | None = None,
                     ) -> dict[str, tuple[ObjectVersion | None, ObjectMeta | None]]:
         async def one(n: str) -> tuple[ObjectVersion | None, ObjectMeta | None]:
-            head = await self.peers.call(n, HeadObject(bucket=bucket, key=key),
+            head = await self.peers.call(n, HeadObject(bucket=bucket, key=key,
+                                                       version_id=version_id),
                                          timeout_s=HEAD_TIMEOUT_S)
             return stamps.decode(head.stamp), head.meta
         names = [n for n in nodes if n != self.topology.node_id and self.topology.live(n)]
         results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
         return {n: r for n, r in zip(names, results, strict=True) if not isinstance(r, BaseException)}
 
-    async def newest(self, bucket: str, key: str) -> Newest:
+    async def newest(self, bucket: str, key: str, version_id: str | None = None) -> Newest:
+        """The newest copy of the key's current object among the live replicas (with
+        ``version_id``: of that version, a delete marker included)."""
         me = self.topology.node_id
         replicas = self.topology.replicas(bucket, key)
-        (meta, blob), heads = await asyncio.gather(self.store.stored_version(bucket, key),
-                                                   self.heads(bucket, key, replicas))
+        (meta, blob), heads = await asyncio.gather(
+            self.store.stored_version(bucket, key, version_id),
+            self.heads(bucket, key, replicas, version_id))
         cands: dict[str, tuple[ObjectVersion | None, ObjectMeta | None]] = {
             me: (stamps.decode(blob), meta), **heads}
         if all(v is None and m is None for v, m in cands.values()):
             # Nobody in the replica set has heard of it: placement may have changed since it was
             # written (a node joined); ask everyone else before answering NoSuchKey.
-            cands.update(await self.heads(bucket, key, self.topology.others()))
+            cands.update(await self.heads(bucket, key, self.topology.others(), version_id))
         best = self.stamper.newest(v for v, _ in cands.values())
         known = [v for v, _ in cands.values()]
         by_node = {n: v for n, (v, _) in cands.items()}

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from rs3gw.storage import ObjectMeta, Segment
+from rs3gw.storage import VERSION_KIND, ObjectMeta, Segment, version_item
 
 from .conflicts import ConflictResolver
 from .hlc import HLCTimestamp
@@ -141,6 +141,9 @@ class PutObject(ReplicationEvent):
 
     meta: ObjectMeta
     source: str = "PutObject"
+    # A version of a versioned bucket (meta.version_id set): where it sorts among its key's
+    # versions, the same on every replica (stamps.version_seq; b"": the one its id spells).
+    seq: bytes = b""
 
     def __post_init__(self) -> None:
         m = self.meta
@@ -156,6 +159,12 @@ class PutObject(ReplicationEvent):
     @property
     def key(self) -> str:
         return self.meta.key
+
+    @property
+    def item(self) -> tuple[str, str, str]:
+        if self.meta.version_id is None:
+            return (self.ITEM, self.bucket, self.key)
+        return (VERSION_KIND, self.bucket, version_item(self.key, self.meta.version_id))
 
     @property
     def etag(self) -> str:
@@ -177,9 +186,15 @@ class PutObject(ReplicationEvent):
         for k, d in (("h", m.headers), ("cs", m.checksums), ("tg", m.tags)):
             if d:
                 meta[k] = d
+        if m.version_id is not None:
+            meta["ver"] = m.version_id
+        if m.delete_marker:
+            meta["dm"] = True
         out: dict[str, Any] = {"k": _enc_text(m.key), "m": meta}
         if self.source != "PutObject":
             out["src"] = self.source
+        if self.seq:
+            out["sq"] = self.seq
         return out
 
     @classmethod
@@ -204,8 +219,12 @@ class PutObject(ReplicationEvent):
             content_type=ct, headers=_str_map(m.get("h", {}), "headers"),
             checksums=_str_map(m.get("cs", {}), "checksums"), checksum_type=cst,
             tags=_str_map(m.get("tg", {}), "tags"), segments=segments, parts_count=pc,
-            owner_id=_want(m, "own", str, "PutObject owner"))
-        return {"meta": meta, "source": _want(d, "src", str, "source") if "src" in d else "PutObject"}
+            owner_id=_want(m, "own", str, "PutObject owner"),
+            version_id=_want(m, "ver", str, "PutObject version id") if "ver" in m else None,
+            delete_marker=_want(m, "dm", bool, "PutObject delete marker") if "dm" in m else False)
+        seq = _want(d, "sq", bytes, "PutObject seq") if "sq" in d else b""
+        return {"meta": meta, "seq": seq,
+                "source": _want(d, "src", str, "source") if "src" in d else "PutObject"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,17 +235,29 @@ class DeleteObject(ReplicationEvent):
     TOMBSTONE = True
 
     object_key: str
+    version_id: str | None = None       # a versioned bucket: the one version that goes
 
     @property
     def key(self) -> str:
         return self.object_key
 
+    @property
+    def item(self) -> tuple[str, str, str]:
+        if self.version_id is None:
+            return (self.ITEM, self.bucket, self.key)
+        return (VERSION_KIND, self.bucket, version_item(self.key, self.version_id))
+
     def _encode_fields(self) -> dict[str, Any]:
-        return {"k": _enc_text(self.object_key)}
+        out: dict[str, Any] = {"k": _enc_text(self.object_key)}
+        if self.version_id is not None:
+            out["ver"] = self.version_id
+        return out
 
     @classmethod
     def _decode_fields(cls, d: dict[str, Any]) -> dict[str, Any]:
-        return {"object_key": _dec_text(d.get("k"), "DeleteObject key")}
+        return {"object_key": _dec_text(d.get("k"), "DeleteObject key"),
+                "version_id": _want(d, "ver", str, "DeleteObject version id")
+                if "ver" in d else None}
 
 
 # --- buckets and bucket configuration ---------------------------------------------------------------
@@ -303,9 +334,57 @@ class DeleteBucketTagging(ReplicationEvent):
     TOMBSTONE = True
 
 
+# Any other bucket configuration document (versioning state, object lock, lifecycle, ...): one
+# pair of events for all of them, the kind travelling with the event.
+CONFIG_KIND_MAX = 64
+
+
+def _config_kind(d: dict[str, Any], op: str) -> str:
+    kind = _want(d, "kind", str, f"{op} kind")
+    if not kind or len(kind) > CONFIG_KIND_MAX or kind in ("object", "bucket", VERSION_KIND):
+        raise EventDecodeError(f"{op}: bad configuration kind {kind!r}")
+    return str(kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PutBucketConfig(_PutBucketDocument):
+    OP = "PutBucketConfig"
+    kind: str
+
+    @property
+    def item(self) -> tuple[str, str, str]:
+        return (self.kind, self.bucket, "")
+
+    def _encode_fields(self) -> dict[str, Any]:
+        return {"doc": self.document, "kind": self.kind}
+
+    @classmethod
+    def _decode_fields(cls, d: dict[str, Any]) -> dict[str, Any]:
+        return {"document": _want(d, "doc", bytes, f"{cls.OP} document"),
+                "kind": _config_kind(d, cls.OP)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteBucketConfig(ReplicationEvent):
+    OP = "DeleteBucketConfig"
+    TOMBSTONE = True
+    kind: str
+
+    @property
+    def item(self) -> tuple[str, str, str]:
+        return (self.kind, self.bucket, "")
+
+    def _encode_fields(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    @classmethod
+    def _decode_fields(cls, d: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": _config_kind(d, cls.OP)}
+
+
 EVENT_TYPES: dict[str, type[ReplicationEvent]] = {c.OP: c for c in (
     PutObject, DeleteObject, CreateBucket, DeleteBucket, PutBucketPolicy, DeleteBucketPolicy,
-    PutBucketTagging, DeleteBucketTagging)}
+    PutBucketTagging, DeleteBucketTagging, PutBucketConfig, DeleteBucketConfig)}
 
 
 def decode_event(d: Any) -> ReplicationEvent:

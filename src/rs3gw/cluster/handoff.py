@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from rs3gw.storage import ReplicaStore
+from rs3gw.storage import OBJECT_KINDS, ReplicaStore, split_item
 
 from . import stamps
 from .messages import HeadObject
@@ -37,11 +37,18 @@ class HandOff:
             return 0
         after = Placement(self._topology.factor, remaining)
         sent = 0
+        for kind in OBJECT_KINDS:
+            sent += await self._offer(kind, after)
+        log.info("leave: handed off %d object copies", sent)
+        return sent
+
+    async def _offer(self, kind: str, after: Placement) -> int:
+        sent = 0
         cursor = ("", "")
         while True:
-            rows = await self._store.scan_stamps("object", cursor, SCAN_PAGE)
+            rows = await self._store.scan_stamps(kind, cursor, SCAN_PAGE)
             if not rows:
-                break
+                return sent
             for row in rows:
                 cursor = (row.bucket, row.key)
                 v = stamps.decode(row.stamp)
@@ -50,22 +57,23 @@ class HandOff:
                 ev = await self._pusher.event_for(row.bucket, row.key, v)
                 if ev is None:
                     continue
-                for target in after.replicas(row.bucket, row.key):
+                key, version_id = split_item(row.key)
+                for target in after.replicas(row.bucket, key):
                     if not self._topology.live(target):
                         continue
                     try:
-                        if await self._has(target, row.bucket, row.key, v):
+                        if await self._has(target, row.bucket, key, version_id, v):
                             continue
                         if await self._pusher.push(target, ev) is None:
                             break
                         sent += 1
                     except (TransportError, OSError) as e:
-                        log.warning("hand-off of %s/%s to %s failed: %s", row.bucket, row.key,
+                        log.warning("hand-off of %s/%s to %s failed: %s", row.bucket, key,
                                     target, e)
-        log.info("leave: handed off %d object copies", sent)
-        return sent
 
-    async def _has(self, target: str, bucket: str, key: str, v: ObjectVersion) -> bool:
-        head = await self._peers.call(target, HeadObject(bucket=bucket, key=key))
+    async def _has(self, target: str, bucket: str, key: str, version_id: str | None,
+                   v: ObjectVersion) -> bool:
+        head = await self._peers.call(target, HeadObject(bucket=bucket, key=key,
+                                                         version_id=version_id))
         theirs = stamps.decode(head.stamp)
         return theirs is not None and (theirs.same_write(v) or theirs.vector.dominates(v.vector))

@@ -22,8 +22,9 @@ class Hints:
     async def drop(self, ev: ReplicationEvent) -> None:
         """Remove this node's copy of the object if it is still that very version."""
         mine = stamps.encode(ev.version)
+        version_id = ev.meta.version_id if isinstance(ev, PutObject) else None
         await self._store.apply_tombstone(ev.bucket, ev.key,
-                                          lambda local: Verdict(local == mine, None))
+                                          lambda local: Verdict(local == mine, None), version_id)
 
     async def delivered(self, ev: PutObject) -> None:
         """A queued copy reached a replica: if this node is outside the key's replica set and
@@ -33,7 +34,8 @@ class Hints:
             return
         for n in replicas:
             try:
-                head = await self._peers.call(n, HeadObject(bucket=ev.bucket, key=ev.key))
+                head = await self._peers.call(n, HeadObject(bucket=ev.bucket, key=ev.key,
+                                                            version_id=ev.meta.version_id))
             except (TransportError, OSError):
                 return
             theirs = stamps.decode(head.stamp)

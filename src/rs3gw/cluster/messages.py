@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from rs3gw.storage import ListEntry, ObjectMeta, PartInfo, UploadInfo
+from rs3gw.storage import ListEntry, ObjectMeta, PartInfo, UploadInfo, VersionEntry
 
 from . import wire
 from .events import ReplicationEvent, decode_event
@@ -205,10 +205,12 @@ class ObjectHead(Reply):
 
 @dataclass(frozen=True, slots=True)
 class HeadObject(Request[ObjectHead]):
+    """With ``version_id``: that version (a delete marker too) and its own stamp."""
     TYPE = "rep.head"
     REPLY = ObjectHead
     bucket: str
     key: str
+    version_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ class GetObject(Request[ObjectHead]):
     start: int = 0
     end: int | None = None
     stamp: bytes | None = None
+    version_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,27 @@ class ListObjects(Request[ObjectsPage]):
     prefix: str = ""
     delimiter: str = ""
     after: str = ""
+    max_keys: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class VersionsPage(Reply):
+    entries: list[VersionEntry]
+    prefixes: list[str]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListVersions(Request[VersionsPage]):
+    """One page of this node's versions after (key_marker, marker_order): the coordinator merges
+    the pages of every node by (key, order)."""
+    TYPE = "rep.versions"
+    REPLY = VersionsPage
+    bucket: str
+    prefix: str = ""
+    delimiter: str = ""
+    key_marker: str = ""
+    marker_order: bytes | None = None
     max_keys: int = 1000
 
 
@@ -392,7 +416,7 @@ class ForgetTombstone(Request[Forgotten]):
 REQUESTS: dict[str, type[Request[Any]]] = {c.TYPE: c for c in (
     Ping, PingReq, Sync, Gone,
     StageObject, CommitStaged, AbortStaged, ApplyEvent, ApplyBatch, HeadObject, GetObject,
-    ListObjects,
+    ListObjects, ListVersions,
     GetUpload, PutPart, ListParts, AbortUpload, CompleteUpload, ListUploads,
     DigestRequest, KeysRequest, ForgetTombstone)}
 
@@ -421,6 +445,7 @@ __all__ = [
     "ListObjects",
     "ListParts",
     "ListUploads",
+    "ListVersions",
     "MemberRecord",
     "ObjectHead",
     "ObjectsPage",
@@ -440,4 +465,5 @@ __all__ = [
     "UploadCompleted",
     "UploadFound",
     "UploadsPage",
+    "VersionsPage",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from rs3gw.storage import ObjectMeta, ReplicaStore
+from rs3gw.storage import ObjectMeta, ReplicaStore, split_item
 
 from . import stamps
 from .events import DeleteObject, PutObject, ReplicationEvent
@@ -24,7 +24,8 @@ class Pusher:
     async def source(self, ev: PutObject) -> tuple[ObjectMeta, AsyncIterator[bytes]] | None:
         """The local copy of exactly this write and a reader over its bytes; None if the key
         holds another version now (the newer write has its own event)."""
-        return await self._store.open_version(ev.bucket, ev.key, stamps.same_write_as(ev.version))
+        return await self._store.open_version(ev.bucket, ev.key, stamps.same_write_as(ev.version),
+                                              ev.meta.version_id)
 
     async def push(self, target: str, ev: ReplicationEvent) -> bool | None:
         """Apply ``ev`` on ``target``; the target's answer (applied or not), or None if the local
@@ -43,13 +44,17 @@ class Pusher:
             return reply.applied
         return (await self._peers.call(target, ApplyEvent(event=ev))).applied
 
-    async def event_for(self, bucket: str, key: str, v: ObjectVersion) -> ReplicationEvent | None:
-        """The event that recreates version ``v`` of a key held here (None: it is gone)."""
+    async def event_for(self, bucket: str, item: str, v: ObjectVersion) -> ReplicationEvent | None:
+        """The event that recreates write ``v`` of an item held here: an object's key, or a
+        version (storage.version_item); None if it is gone."""
+        key, version_id = split_item(item)
         if v.tombstone:
             return DeleteObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
-                                object_key=key)
-        meta, _ = await self._store.stored_version(bucket, key)
+                                object_key=key, version_id=version_id)
+        meta, _, seq = await self._store.stored_entry(bucket, key, version_id)
         if meta is None:
             return None
+        if version_id is not None and meta.version_id is None:
+            meta.version_id = version_id        # an implicit null version, adopted
         return PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
-                         meta=meta)
+                         meta=meta, seq=seq)

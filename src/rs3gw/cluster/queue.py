@@ -376,7 +376,8 @@ class ReplicationQueue:
                 if cur.rowcount == 1 and cur.lastrowid is not None:
                     added.append((d, cur.lastrowid))
             if tombstone:
-                _record_tombstone(conn, eid, event.bucket, event.key, now, (self.local_node,))
+                # The tombstone's item: the key, or one version of it (storage.version_item).
+                _record_tombstone(conn, eid, event.bucket, event.item[2], now, (self.local_node,))
             return added
 
         def then(added: list[tuple[str, int]] | None, _: BaseException | None) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from rs3gw.storage import ListEntry, ListPage, Unavailable
+from rs3gw.storage import ListEntry, ListPage, Unavailable, VersionEntry, VersionPage
 
 
 def merge_pages(pages: list[ListPage], max_keys: int) -> ListPage:
@@ -38,6 +38,61 @@ def merge_pages(pages: list[ListPage], max_keys: int) -> ListPage:
     out_prefixes = [k for _, k, e in merged if e is None]
     next_key = merged[-1][1] if truncated and merged else None
     return ListPage(out_entries, out_prefixes, truncated and bool(merged), next_key)
+
+
+def _inverted(order: bytes) -> bytes:
+    return bytes(255 - b for b in order)
+
+
+def merge_version_pages(pages: list[tuple[list[VersionEntry], list[str], bool]],
+                        max_keys: int) -> VersionPage:
+    """One ListObjectVersions page from several nodes' pages over the same range: keys in order,
+    each key's versions newest first (by their order, the same on every node), a version held by
+    several nodes once. As in merge_pages, a truncated page only speaks for what sorts up to its
+    last entry. A version is latest if no node listed a newer one of its key."""
+    entries: dict[tuple[str, str], VersionEntry] = {}
+    for got, _, _ in pages:
+        for e in got:
+            entries.setdefault((e.key, e.version_id), e)
+    prefixes = {cp for _, cps, _ in pages for cp in cps}
+
+    def pos(e: VersionEntry) -> tuple[bytes, int, bytes]:
+        return (e.key.encode("utf-8", "surrogatepass"), 1, _inverted(e.order))
+    merged: list[tuple[tuple[bytes, int, bytes], VersionEntry | str]] = sorted(
+        [(pos(e), e) for e in entries.values()]
+        + [((cp.encode("utf-8", "surrogatepass"), 0, b""), cp) for cp in prefixes],
+        key=lambda t: t[0])
+    truncated = len(merged) > max_keys
+    limits = []
+    for got, cps, trunc in pages:
+        if trunc and (got or cps):
+            last = [pos(e) for e in got] + [(cp.encode("utf-8", "surrogatepass"), 0, b"")
+                                            for cp in cps]
+            limits.append(max(last))
+    if limits:
+        bound = min(limits)
+        merged = [m for m in merged if m[0] <= bound]
+        truncated = True
+    merged = merged[:max_keys]
+    out: list[VersionEntry] = []
+    out_prefixes: list[str] = []
+    seen_keys: set[str] = set()
+    for _, item in merged:
+        if isinstance(item, str):
+            out_prefixes.append(item)
+            continue
+        first = item.key not in seen_keys
+        seen_keys.add(item.key)
+        item.is_latest = item.is_latest and first
+        out.append(item)
+    next_key = next_vid = None
+    if truncated and merged:
+        last_item = merged[-1][1]
+        if isinstance(last_item, str):
+            next_key = last_item
+        else:
+            next_key, next_vid = last_item.key, last_item.version_id
+    return VersionPage(out, out_prefixes, truncated and bool(merged), next_key, next_vid)
 
 
 class RemoteReader:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,10 +32,12 @@ from . import stamps
 from .events import (
     CreateBucket,
     DeleteBucket,
+    DeleteBucketConfig,
     DeleteBucketPolicy,
     DeleteBucketTagging,
     DeleteObject,
     EventDecodeError,
+    PutBucketConfig,
     PutBucketPolicy,
     PutBucketTagging,
     PutObject,
@@ -52,10 +55,12 @@ from .messages import (
     GetObject,
     HeadObject,
     ListObjects,
+    ListVersions,
     ObjectHead,
     ObjectsPage,
     Staged,
     StageObject,
+    VersionsPage,
 )
 from .objectdata import local_meta, one_chunk, read_segments, write_stream
 from .rpc import Inbound, Rpc, Streamed
@@ -97,6 +102,7 @@ class Receiver:
         rpc.serve(HeadObject, self.on_head)
         rpc.serve(GetObject, self.on_get)
         rpc.serve(ListObjects, self.on_list)
+        rpc.serve(ListVersions, self.on_list_versions)
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -191,9 +197,15 @@ class Receiver:
                           stream: AsyncIterator[bytes] | StreamIn | None) -> bool:
         store, judge = self._store, self._stamper.judge(ev)
         if isinstance(ev, PutObject):
+            if ev.meta.delete_marker:
+                # A versioned bucket's delete marker: a version with no bytes at all.
+                if isinstance(stream, StreamIn):
+                    await stream.discard()
+                return await store.apply_object(dataclasses.replace(ev.meta, segments=[]), (),
+                                                judge, ev.seq)
             if stream is None and ev.data_length:
                 raise RemoteError("BadRequest", "PutObject event without its bytes")
-            current = stamps.decode(await store.item_stamp("object", ev.bucket, ev.key))
+            current = stamps.decode(await store.item_stamp(*ev.item))
             if current is not None and (current.same_write(ev.version)
                                         or current.vector.dominates(ev.version.vector)):
                 if isinstance(stream, StreamIn):
@@ -203,7 +215,7 @@ class Receiver:
             self._stats.bytes_in += ev.meta.size
             return await self.apply_put(ev, data)
         if isinstance(ev, DeleteObject):
-            return await store.apply_tombstone(ev.bucket, ev.key, judge)
+            return await store.apply_tombstone(ev.bucket, ev.key, judge, ev.version_id)
         if isinstance(ev, CreateBucket):
             return await store.apply_bucket(ev.bucket, ev.owner_id, ev.region, ev.creation_date,
                                             judge)
@@ -213,6 +225,10 @@ class Receiver:
             return await store.apply_bucket_config(ev.bucket, ev.ITEM, ev.document, judge)
         if isinstance(ev, (DeleteBucketPolicy, DeleteBucketTagging)):
             return await store.apply_bucket_config(ev.bucket, ev.ITEM, None, judge)
+        if isinstance(ev, PutBucketConfig):
+            return await store.apply_bucket_config(ev.bucket, ev.kind, ev.document, judge)
+        if isinstance(ev, DeleteBucketConfig):
+            return await store.apply_bucket_config(ev.bucket, ev.kind, None, judge)
         raise RemoteError("BadRequest", f"no applier for {ev.OP}")
 
     async def apply_put(self, ev: PutObject, data: list[WriteResult]) -> bool:
@@ -222,17 +238,17 @@ class Receiver:
             for d in data:
                 await self._store.discard_write(d)
             raise
-        return await self._store.apply_object(meta, tuple(data), self._stamper.judge(ev))
+        return await self._store.apply_object(meta, tuple(data), self._stamper.judge(ev), ev.seq)
 
     # --- reads --------------------------------------------------------------------------------
 
     async def on_head(self, req: HeadObject, _in: Inbound) -> ObjectHead:
-        meta, stamp = await self._store.stored_version(req.bucket, req.key)
+        meta, stamp = await self._store.stored_version(req.bucket, req.key, req.version_id)
         return ObjectHead(stamp=stamp, meta=meta)
 
     async def on_get(self, req: GetObject, _in: Inbound) -> ObjectHead | Streamed[ObjectHead]:
-        meta, stamp = await self._store.stored_version(req.bucket, req.key)
-        if meta is None:
+        meta, stamp = await self._store.stored_version(req.bucket, req.key, req.version_id)
+        if meta is None or meta.delete_marker:
             return ObjectHead(stamp=stamp, meta=None)
         if req.stamp is not None and req.stamp != stamp:
             return ObjectHead(stamp=stamp, meta=meta, stale=True)
@@ -254,6 +270,16 @@ class Receiver:
             raise RemoteError("NoSuchBucket", str(e)) from None
         return ObjectsPage(entries=page.entries, prefixes=page.common_prefixes,
                            truncated=page.is_truncated)
+
+    async def on_list_versions(self, req: ListVersions, _in: Inbound) -> VersionsPage:
+        try:
+            page = await self._store.list_object_versions(
+                req.bucket, prefix=req.prefix, delimiter=req.delimiter, key_marker=req.key_marker,
+                max_keys=req.max_keys, marker_order=req.marker_order)
+        except NoSuchBucket as e:
+            raise RemoteError("NoSuchBucket", str(e)) from None
+        return VersionsPage(entries=page.entries, prefixes=page.common_prefixes,
+                            truncated=page.is_truncated)
 
 
 async def _closing(reader: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -4,11 +4,12 @@ two things the cluster does with them: stamp a new local write, and judge an inc
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 
 import msgpack
 
-from rs3gw.storage import Judge, Verdict
+from rs3gw.storage import NULL_VERSION, Judge, ObjectMeta, Verdict
 
 from .conflicts import ConflictResolver
 from .events import Action, ReplicationEvent, decide
@@ -69,6 +70,28 @@ def judge(incoming: ReplicationEvent | ObjectVersion, resolver: ConflictResolver
             return Verdict(False, None)
         return Verdict(d.incoming_data, encode(d.version), d.version.tombstone)
     return run
+
+
+def version_seq(v: ObjectVersion) -> bytes:
+    """Where the version a write makes sorts among its key's versions, the same on every node:
+    its HLC (8 bytes, the layout storage's own version ids use) then 8 bytes of its origin
+    node, so that two nodes' writes in one millisecond never collide. Its hex is the version id
+    of a write to an Enabled bucket: unique cluster-wide and ordered by the write's clock."""
+    order = (v.hlc.physical_ms << 16) | min(v.hlc.logical, 0xFFFF)
+    return order.to_bytes(8, "big") + hashlib.blake2b(v.origin.encode("utf-8", "surrogatepass"),
+                                                      digest_size=8).digest()
+
+
+def name_version(meta: ObjectMeta, v: ObjectVersion, mode: str | None) -> bytes:
+    """A write to a bucket with versioning state ``mode`` makes a version: its id (Enabled) or
+    "null" (Suspended) and its place among the key's versions come from the write's stamp, so
+    every replica names and orders it alike and two nodes' concurrent writes are two versions.
+    Returns the seq (b"" and nothing named for an unversioned bucket)."""
+    if mode is None:
+        return b""
+    seq = version_seq(v)
+    meta.version_id = seq.hex() if mode == "Enabled" else NULL_VERSION
+    return seq
 
 
 def with_etag(v: ObjectVersion, etag: str) -> ObjectVersion:

@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from rs3gw.storage import (
@@ -44,12 +44,13 @@ from rs3gw.storage import (
     ReplicaStore,
     StorageError,
     Unavailable,
-    Unsupported,
     UploadInfo,
     VersionEntry,
+    VersionIsDeleteMarker,
     VersionPage,
     WriteResult,
     check_conditions,
+    parse_version_id,
 )
 
 from . import stamps
@@ -57,10 +58,18 @@ from .bucket_ops import BucketOps
 from .coordinator import Coordinator, Newest, RemoteMeta, lag
 from .events import DeleteObject, PutObject
 from .fanout import FanOutWriter
-from .messages import Applied, CommitStaged, GetObject, ListObjects, ObjectsPage
+from .messages import (
+    Applied,
+    CommitStaged,
+    GetObject,
+    ListObjects,
+    ListVersions,
+    ObjectsPage,
+    VersionsPage,
+)
 from .objectdata import local_meta, read_segments
 from .peers import Peers
-from .reads import RemoteReader, merge_pages
+from .reads import RemoteReader, merge_pages, merge_version_pages
 from .stats import ReplicationStats
 from .topology import Topology
 from .transport import RemoteError, TransportError
@@ -101,12 +110,15 @@ class ClusterStore:
         await self._buckets.delete_bucket(name)
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
-        if kind == VERSIONING:
-            # Versions across nodes (per-version replication, anti-entropy and tombstones) are
-            # not built yet: refused rather than keeping one version per key where the bucket
-            # asked for all of them.
-            raise Unsupported("bucket versioning is not available in cluster mode yet")
         await self._buckets.set_bucket_config(bucket, kind, value)
+
+    async def _mode(self, bucket: str) -> str | None:
+        """The bucket's versioning state (None: never versioned), as this node knows it."""
+        info = await self.local.get_bucket(bucket)
+        if info is None:
+            raise NoSuchBucket(bucket)
+        raw = info.configs.get(VERSIONING)
+        return None if raw is None else bytes(raw).decode()
 
     # --- object writes ------------------------------------------------------------------------
 
@@ -165,20 +177,22 @@ class ClusterStore:
             raise Unavailable(f"{topo.mode} write needs {need} of {len(replicas)} replicas; "
                               f"{have} received the body ({'; '.join(fan.failed.values())})")
         try:
+            mode = await self._mode(meta.bucket)
             local_meta_now, blob = await self.local.stored_version(meta.bucket, meta.key)
             known = [stamps.decode(blob)] + [stamps.decode(st.stamp) for st in fan.stages.values()]
             newest = self._stamper.newest(known)
             # Conditional writes are judged against the newest ETag any holder reported.
             current_etag = None
-            if newest is not None and not newest.tombstone:
-                current_etag = newest.etag
+            if newest is not None and not newest.tombstone and newest.etag:
+                current_etag = newest.etag      # (a delete marker's stamp has no ETag)
             cur = None if current_etag is None else dataclasses.replace(
                 local_meta_now or meta, etag=current_etag)
             check_conditions(cur, if_match, if_none_match)
             self._finalize_meta(meta, data)
             v = self._stamper.stamp(known, etag=meta.etag)
+            seq = stamps.name_version(meta, v, mode)
             ev = PutObject(event_id=v.hlc, bucket=meta.bucket, vector=v.vector, created=v.created,
-                           meta=meta)
+                           meta=meta, seq=seq)
         except BaseException:
             await fan.release()
             raise
@@ -245,7 +259,7 @@ class ClusterStore:
 
     async def _commit_local(self, ev: PutObject, data: WriteResult) -> bool:
         return await self.local.apply_object(local_meta(ev.meta, [data]), (data,),
-                                             self._stamper.judge(ev))
+                                             self._stamper.judge(ev), ev.seq)
 
     async def _put_local_first(self, meta: ObjectMeta, data: WriteResult | None,
                                if_match: str | None, if_none_match: bool) -> ObjectMeta | None:
@@ -253,6 +267,7 @@ class ClusterStore:
         replicas = topo.replicas(meta.bucket, meta.key)
         try:
             self._coord.precheck(replicas, topo.required())
+            mode = await self._mode(meta.bucket)
             newest = await self._coord.newest(meta.bucket, meta.key)
             check_conditions(newest.meta, if_match, if_none_match)
             new_data: list[WriteResult]
@@ -268,10 +283,11 @@ class ClusterStore:
                 await self.local.discard_write(data)
             raise
         v = self._stamper.stamp(newest.known, etag=meta.etag)
+        seq = stamps.name_version(meta, v, mode)
         ev = PutObject(event_id=v.hlc, bucket=meta.bucket, vector=v.vector, created=v.created,
-                       meta=meta)
+                       meta=meta, seq=seq)
         await self.local.apply_object(local_meta(meta, new_data), tuple(new_data),
-                                      self._stamper.judge(ev))
+                                      self._stamper.judge(ev), seq)
         await self._coord.ship_object(ev, replicas)
         return newest.meta
 
@@ -280,6 +296,8 @@ class ClusterStore:
             raise NoSuchKey(meta.key)
         src = self._coord.as_served(newest)
         assert src is not None
+        if src.size == 0 and not src.segments:
+            return []
         reader = await self.open_reader(src)
         try:
             return await read_segments(self.local, reader, src)
@@ -304,10 +322,55 @@ class ClusterStore:
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
                             owner_id: str = "") -> DeleteResult:
-        if version_id not in (None, NULL_VERSION):
-            return DeleteResult(version_id)   # no bucket here has versions: nothing to delete
-        await self._delete(bucket, key)
-        return DeleteResult(version_id)
+        mode = await self._mode(bucket)
+        if mode is None:
+            if version_id not in (None, NULL_VERSION):
+                return DeleteResult(version_id)   # an unversioned bucket: no such version
+            await self._delete(bucket, key)
+            return DeleteResult(version_id)
+        if version_id is None:
+            return await self._add_marker(bucket, key, mode, owner_id)
+        return await self._delete_version(bucket, key, version_id)
+
+    async def _add_marker(self, bucket: str, key: str, mode: str, owner_id: str) -> DeleteResult:
+        """DELETE without a version id in a versioned bucket: a delete marker, a version of its
+        own (written and counted like a PUT with no body)."""
+        topo = self._topology
+        replicas = topo.replicas(bucket, key)
+        self._coord.precheck(replicas, topo.required())
+        newest = await self._coord.newest(bucket, key)
+        v = self._stamper.stamp(newest.known)
+        marker = ObjectMeta(bucket=bucket, key=key, vid="", size=0, etag="",
+                            last_modified=time.time(), owner_id=owner_id)
+        seq = stamps.name_version(marker, v, mode)
+        marker.delete_marker = True
+        ev = PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
+                       meta=marker, seq=seq)
+        await self.local.apply_object(dataclasses.replace(marker), (), self._stamper.judge(ev), seq)
+        await self._coord.ship_object(ev, replicas)
+        return DeleteResult(marker.version_id, True)
+
+    async def _delete_version(self, bucket: str, key: str, version_id: str) -> DeleteResult:
+        """DELETE with a version id: that version's tombstone, on every replica (and queued for
+        the ones that are down), collected like an object's once all of them hold it."""
+        topo = self._topology
+        replicas = topo.replicas(bucket, key)
+        self._coord.precheck(replicas, topo.required())
+        found = await self._coord.newest(bucket, key, version_id)
+        if found.version is None or found.version.tombstone:
+            return DeleteResult(version_id)   # no such version anywhere: nothing to delete
+        was_marker = found.meta is not None and found.meta.delete_marker
+        v = self._stamper.stamp(found.known, tombstone=True)
+        ev = DeleteObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
+                          object_key=key, version_id=version_id)
+        await self.local.apply_tombstone(bucket, key, self._stamper.judge(ev), version_id)
+        await self._coord.record_tombstone(ev)
+        me = topo.node_id
+        need = topo.required() - (1 if me in replicas else 0)
+        outside = [n for n in topo.others() if n not in replicas]
+        await self._coord.ship(ev, [n for n in replicas if n != me], max(0, need),
+                               queue_also=outside)
+        return DeleteResult(version_id, was_marker)
 
     async def _delete(self, bucket: str, key: str) -> ObjectMeta | None:
         topo = self._topology
@@ -335,6 +398,9 @@ class ClusterStore:
 
     async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
                               version_id: str | None = None) -> ObjectMeta:
+        if await self._mode(bucket) is not None:
+            return await self._rewrite_version(bucket, key, version_id,
+                                               lambda m: dataclasses.replace(m, tags=dict(tags)))
         _only_null(version_id)
         newest = await self._coord.newest(bucket, key)
         if newest.meta is None:
@@ -349,8 +415,31 @@ class ClusterStore:
 
     async def get_object(self, bucket: str, key: str,
                          version_id: str | None = None) -> ObjectMeta | None:
-        _only_null(version_id)
-        return self._coord.as_served(await self._coord.newest(bucket, key))
+        if await self._mode(bucket) is None:
+            _only_null(version_id)
+            return self._coord.as_served(await self._coord.newest(bucket, key))
+        if version_id is not None:
+            return self._coord.as_served(await self._coord.newest(bucket, key, version_id))
+        newest = await self._coord.newest(bucket, key)
+        return self._coord.as_served(newest) or await self._marker(bucket, key, newest)
+
+    async def _marker(self, bucket: str, key: str, newest: Newest) -> ObjectMeta | None:
+        """No current object, but the key has versions: its newest may be a delete marker, which
+        S3 names in the 404 (x-amz-delete-marker, x-amz-version-id)."""
+        if newest.version is None or newest.version.tombstone:
+            return None
+        top = await self._newest_version_entry(bucket, key)
+        if top is None or not top.delete_marker:
+            return None
+        return ObjectMeta(bucket=bucket, key=key, vid="", size=0, etag="",
+                          last_modified=top.last_modified, owner_id=top.owner_id,
+                          version_id=top.version_id, delete_marker=True)
+
+    async def _newest_version_entry(self, bucket: str, key: str) -> VersionEntry | None:
+        page = await self.list_object_versions(bucket, prefix=key, max_keys=1)
+        if page.entries and page.entries[0].key == key:
+            return page.entries[0]
+        return None
 
     async def lookup_object(self, bucket: str, key: str, *, with_body: bool,
                             version_id: str | None = None,
@@ -358,6 +447,10 @@ class ClusterStore:
         info = await self.local.get_bucket(bucket)
         if info is None:
             return None, None, None
+        if VERSIONING in info.configs:
+            # A versioned bucket: the version asked for (or the current one, or its marker);
+            # bytes through open_reader.
+            return info, await self.get_object(bucket, key, version_id), None
         if version_id not in (None, NULL_VERSION):
             return info, None, None     # no such version: the handler answers, once authorised
         newest = await self._coord.newest(bucket, key)
@@ -381,7 +474,7 @@ class ClusterStore:
         try:
             answer = await self._peers.call_streamed(
                 meta.source, GetObject(bucket=meta.bucket, key=meta.key, start=start, end=end,
-                                       stamp=meta.stamp))
+                                       stamp=meta.stamp, version_id=meta.version_id))
         except (TransportError, OSError) as e:
             raise Unavailable(f"the node holding {meta.key!r} did not answer: {e}") from e
         if answer.reply.stale or answer.reply.meta is None:
@@ -413,7 +506,11 @@ class ClusterStore:
     async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                                    key_marker: str = "", version_id_marker: str = "",
                                    max_keys: int = 1000) -> VersionPage:
-        """No bucket has versions in cluster mode: each key's one version is "null", latest."""
+        """A versioned bucket: one page merged from every live node's (a key's versions live on
+        its replicas; each node lists what it holds). Else each key's one version is "null"."""
+        if await self._mode(bucket) is not None:
+            return await self._merged_versions(bucket, prefix, delimiter, key_marker,
+                                               version_id_marker, max_keys)
         page = await self.list_objects(bucket, prefix=prefix, delimiter=delimiter,
                                        after=key_marker, max_keys=max_keys)
         entries = [VersionEntry(key=e.key, version_id=NULL_VERSION, is_latest=True,
@@ -424,6 +521,85 @@ class ClusterStore:
         last_is_key = bool(entries) and page.next_key == entries[-1].key
         return VersionPage(entries, page.common_prefixes, page.is_truncated, page.next_key,
                            NULL_VERSION if page.is_truncated and last_is_key else None)
+
+    async def _merged_versions(self, bucket: str, prefix: str, delimiter: str, key_marker: str,
+                               version_id_marker: str, max_keys: int) -> VersionPage:
+        order = None
+        if key_marker and version_id_marker:
+            # Nodes resume by where the marker version sorts: one of them may not hold it.
+            order = await self._version_order(bucket, key_marker, version_id_marker)
+        local = await self.local.list_object_versions(
+            bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            version_id_marker=version_id_marker if order is None else "", max_keys=max_keys,
+            marker_order=order)
+        pages = [(local.entries, local.common_prefixes, local.is_truncated)]
+        peers = [n for n in self._topology.others() if self._topology.live(n)]
+        req = ListVersions(bucket=bucket, prefix=prefix, delimiter=delimiter,
+                           key_marker=key_marker, marker_order=order, max_keys=max_keys)
+        got = await asyncio.gather(*(self._peers.call(n, req) for n in peers),
+                                   return_exceptions=True)
+        for n, g in zip(peers, got, strict=True):
+            if isinstance(g, RemoteError) and g.code == "NoSuchBucket":
+                continue
+            if isinstance(g, BaseException):
+                log.debug("version listing on %s failed: %s", n, g)
+                continue
+            assert isinstance(g, VersionsPage)
+            pages.append((list(g.entries), list(g.prefixes), g.truncated))
+        return merge_version_pages(pages, max_keys)
+
+    async def _version_order(self, bucket: str, key: str, version_id: str) -> bytes | None:
+        """Where a version sorts: what its id spells, or (the null version) the seq a holder
+        stored for it."""
+        seq = parse_version_id(version_id)
+        if seq is not None:
+            return seq
+        meta, _, seq = await self.local.stored_entry(bucket, key, version_id)
+        if meta is not None and seq:
+            return seq
+        page = await self._merged_versions(bucket, key, "", "", "", 1000)
+        for e in page.entries:
+            if e.key == key and e.version_id == version_id:
+                return e.order
+        return None
+
+    async def _rewrite_version(self, bucket: str, key: str, version_id: str | None,
+                               change: Callable[[ObjectMeta], ObjectMeta]) -> ObjectMeta:
+        """Change one version's metadata (tags, lock) on every replica: the version is written
+        again under its own id and place, with a stamp over the one it had."""
+        topo = self._topology
+        replicas = topo.replicas(bucket, key)
+        self._coord.precheck(replicas, topo.required())
+        if version_id is None:
+            current = await self._coord.newest(bucket, key)
+            if current.meta is None:
+                raise NoSuchKey(key)
+            version_id = current.meta.version_id or NULL_VERSION
+        found = await self._coord.newest(bucket, key, version_id)
+        if found.meta is None:
+            raise NoSuchVersion(version_id)
+        if found.meta.delete_marker:
+            raise VersionIsDeleteMarker(version_id)
+        order = await self._version_order(bucket, key, version_id)
+        if order is None:
+            raise NoSuchVersion(version_id)
+        src = self._coord.as_served(found)
+        assert src is not None
+        new_data = await self._fetch_bytes(found, src)
+        meta = change(dataclasses.replace(found.meta, headers=dict(found.meta.headers),
+                                          checksums=dict(found.meta.checksums),
+                                          segments=list(found.meta.segments),
+                                          version_id=version_id))
+        if isinstance(meta, RemoteMeta):
+            meta = ObjectMeta(**{f.name: getattr(meta, f.name)
+                                 for f in dataclasses.fields(ObjectMeta)})
+        v = self._stamper.stamp(found.known, etag=meta.etag)
+        ev = PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
+                       meta=meta, seq=order)
+        await self.local.apply_object(local_meta(meta, new_data), tuple(new_data),
+                                      self._stamper.judge(ev), order)
+        await self._coord.ship_object(ev, replicas)
+        return meta
 
     # --- multipart uploads (Uploads) ----------------------------------------------------------
 

@@ -5,7 +5,8 @@ queue, a hand-off) cannot bring the object back. The coordinator's queue tracks 
 tombstone (direct commits and queued deliveries both ack). Once every node of the object's
 replica set holds it, the coordinator asks each of them to drop it (ForgetTombstone, only if their
 stamp is still that very tombstone), then drops its own and forgets it. A replica that cannot be
-reached keeps the tombstone until a later round.
+reached keeps the tombstone until a later round. In a versioned bucket the tombstone is one
+version's (DeleteObject with a version id): collected the same way, under the version's item.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import asyncio
 import functools
 import logging
 
-from rs3gw.storage import ReplicaStore
+from rs3gw.storage import VERSION_KIND, ReplicaStore, split_item
 
 from . import stamps
 from .messages import ForgetTombstone, Forgotten
@@ -26,6 +27,11 @@ from .transport import TransportError
 log = logging.getLogger("rs3gw.cluster.tombstones")
 
 GC_BATCH = 500
+
+
+def _kind(item: str) -> str:
+    """Tombstones name their item: an object's key, or one version (storage.version_item)."""
+    return "object" if split_item(item)[1] is None else VERSION_KIND
 
 
 class TombstoneCollector:
@@ -42,7 +48,7 @@ class TombstoneCollector:
 
     async def on_forget(self, req: ForgetTombstone, _in: Inbound) -> Forgotten:
         dropped = await self._store.forget_stamp(
-            "object", req.bucket, req.key,
+            _kind(req.key), req.bucket, req.key,
             functools.partial(stamps.is_tombstone_of, event_key=req.event_key))
         return Forgotten(dropped=dropped)
 
@@ -50,12 +56,12 @@ class TombstoneCollector:
         """One round; returns the number of tombstones collected everywhere."""
         me = self._topology.node_id
         ready = await self._queue.collectable_tombstones(
-            lambda b, k: set(self._topology.replicas(b, k)) | {me}, limit=GC_BATCH)
+            lambda b, k: set(self._topology.replicas(b, split_item(k)[0])) | {me}, limit=GC_BATCH)
         done = []
         for t in ready:
             eid = t.event_id.sort_key()
             ok = True
-            for n in self._topology.replicas(t.bucket, t.key):
+            for n in self._topology.replicas(t.bucket, split_item(t.key)[0]):
                 if n == me:
                     continue
                 try:
@@ -65,7 +71,7 @@ class TombstoneCollector:
                     log.debug("tombstone gc of %s/%s on %s: %s", t.bucket, t.key, n, e)
                     ok = False
             if ok:
-                await self._store.forget_stamp("object", t.bucket, t.key,
+                await self._store.forget_stamp(_kind(t.key), t.bucket, t.key,
                                                functools.partial(stamps.is_tombstone_of,
                                                                  event_key=eid))
                 done.append(t.event_id)

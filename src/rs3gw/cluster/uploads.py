@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from rs3gw.storage import (
+    VERSIONING,
     InvalidPart,
     NoSuchBucket,
     NoSuchUpload,
@@ -168,13 +169,17 @@ class Uploads:
         self._coord.precheck(replicas, self._topology.required())
         newest = await self._coord.newest(bucket, info.key)
         check_conditions(newest.meta, if_match, if_none_match)
+        bucket_info = await self._local.get_bucket(bucket)
+        raw_mode = bucket_info.configs.get(VERSIONING) if bucket_info is not None else None
         v = self._stamper.stamp(newest.known, etag=meta.etag)
+        meta.key = info.key
+        seq = stamps.name_version(meta, v, None if raw_mode is None else bytes(raw_mode).decode())
         committed = await self._local.complete_upload_versioned(
-            bucket, upload_id, meta, list(part_numbers), self._stamper.judge(v))
+            bucket, upload_id, meta, list(part_numbers), self._stamper.judge(v), seq)
         if committed is None:
             raise Unavailable("a newer version of the key arrived while the upload completed")
         ev = PutObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
-                       meta=committed, source="CompleteMultipartUpload")
+                       meta=committed, source="CompleteMultipartUpload", seq=seq)
         await self._coord.ship_object(ev, replicas)
         return committed
 

@@ -8,6 +8,8 @@ What it offers (everything another package may import; the submodules are the en
   (``StorageError`` and its subclasses), which the S3 layer maps to S3 error codes.
 - Bucket versioning: ``VERSIONING`` (the bucket config kind holding "Enabled"/"Suspended"),
   ``NULL_VERSION``, ``valid_version_id``; versions and delete markers through the ObjectStore.
+  In cluster mode each version is a stamped item of its own: ``VERSION_KIND``, named by
+  ``version_item(key, version_id)`` and split back by ``split_item``.
 - ``check_conditions``: the If-Match / If-None-Match rule, for stores that judge a conditional
   write against a version they found elsewhere (the cluster's newest copy).
 - ``write_transaction``, ``savepoint_each``, ``fsync_dir``: the durability helpers, for other
@@ -52,13 +54,17 @@ from rs3gw.storage.types import (
     VersionPage,
     WriteResult,
 )
+from rs3gw.storage.versioned import OBJECT_KINDS, VERSION_KIND, split_item, version_item
 from rs3gw.storage.versioning import NULL as NULL_VERSION
 from rs3gw.storage.versioning import STATE_KIND as VERSIONING
+from rs3gw.storage.versioning import parse_id as parse_version_id
 from rs3gw.storage.versioning import valid_id as valid_version_id
 
 __all__ = [
     "NULL_VERSION",
+    "OBJECT_KINDS",
     "VERSIONING",
+    "VERSION_KIND",
     "BucketExists",
     "BucketInfo",
     "BucketNotEmpty",
@@ -94,7 +100,10 @@ __all__ = [
     "WriteResult",
     "check_conditions",
     "fsync_dir",
+    "parse_version_id",
     "savepoint_each",
+    "split_item",
     "valid_version_id",
+    "version_item",
     "write_transaction",
 ]

@@ -261,11 +261,16 @@ def _has_versions(conn: sqlite3.Connection, bucket: str, key: str) -> bool:
 
 
 def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: str,
-                  key_marker: str, version_id_marker: str, max_keys: int) -> VersionPage:
+                  key_marker: str, version_id_marker: str, max_keys: int,
+                  marker_order: bytes | None = None) -> VersionPage:
     """One page of versions and delete markers, newest first within a key. ``key_marker`` alone
-    resumes after every version of that key; with ``version_id_marker``, after that version."""
+    resumes after every version of that key; with ``version_id_marker``, after that version;
+    with ``marker_order`` (a seq: the cluster's merged listing resumes on nodes that may not
+    hold the marker version itself), after whatever sorts there."""
     start = _start_seek(prefix, delimiter, key_marker)
-    if version_id_marker and key_marker and start is not None and not start.inclusive:
+    if marker_order is not None and key_marker and start is not None and not start.inclusive:
+        start = Seek(key_marker, False, (key_marker, marker_order))
+    elif version_id_marker and key_marker and start is not None and not start.inclusive:
         marker = versioning.get_version(conn, bucket, key_marker, version_id_marker)
         if marker is not None:
             if marker.version_id is None:           # an implicit null version: alone in its key
@@ -276,7 +281,7 @@ def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter:
     rows, prefixes, truncated, last = _paginate(_version_fetch(conn, bucket), prefix, delimiter,
                                                 start, max_keys)
     entries = []
-    for key, _seq, vid, marker, size, etag, lm, owner_id, joined, blob, latest in rows:
+    for key, seq, vid, marker, size, etag, lm, owner_id, joined, blob, latest in rows:
         if owner_id is None:
             owner_id, algos = decode_object_summary(blob)   # a row from before the columns
         else:
@@ -284,7 +289,7 @@ def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter:
         entries.append(VersionEntry(key=key, version_id=vid, is_latest=bool(latest),
                                     delete_marker=bool(marker), size=size, etag=etag,
                                     last_modified=lm, owner_id=owner_id,
-                                    checksum_algorithms=algos))
+                                    checksum_algorithms=algos, order=bytes(seq)))
     next_vid = None
     if truncated and entries and last == entries[-1].key:
         next_vid = entries[-1].version_id

@@ -104,7 +104,8 @@ def _drop_upload(txn: Txn, upload_id: str, keep: set[str]) -> None:
 
 def complete_upload(txn: Txn, bucket: str, upload_id: str, meta: ObjectMeta,
                     part_numbers: list[int], if_match: str | None,
-                    if_none_match: bool) -> ObjectMeta:
+                    if_none_match: bool, seq: bytes = b"") -> ObjectMeta:
+    """``seq``: in cluster mode, where the version ``meta.version_id`` names sorts."""
     key = _require_upload(txn, bucket, upload_id)
     require_bucket(txn.conn, bucket)
     if len(set(part_numbers)) != len(part_numbers):
@@ -129,7 +130,7 @@ def complete_upload(txn: Txn, bucket: str, upload_id: str, meta: ObjectMeta,
     if not meta.last_modified:
         meta.last_modified = txn.now
     _drop_upload(txn, upload_id, keep={s.vid for s in segments})
-    replace_object(txn, meta, previous)
+    replace_object(txn, meta, previous, seq)
     return meta
 
 

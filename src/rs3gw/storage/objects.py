@@ -111,9 +111,14 @@ def _mark_inline(conn: sqlite3.Connection, meta: ObjectMeta, previous: ObjectMet
         seg.inline = inline
 
 
-def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None) -> None:
+def replace_object(txn: Txn, meta: ObjectMeta, previous: ObjectMeta | None,
+                   seq: bytes = b"") -> None:
     """``meta`` becomes the key's current object. Unversioned, what ``previous`` no longer shares
-    with it goes; in a bucket with a versioning state ``previous`` stays a version of its own."""
+    with it goes; in a bucket with a versioning state ``previous`` stays a version of its own.
+    ``seq``: the cluster named the version (``meta.version_id``) and where it sorts."""
+    if seq:
+        versioning.store_version(txn, meta, seq, previous)
+        return
     mode = versioning.state(txn.conn, meta.bucket)
     if mode is not None:
         versioning.put_current(txn, meta, previous, mode)

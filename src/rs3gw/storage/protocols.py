@@ -170,9 +170,23 @@ class ReplicaStore(ObjectStore, Protocol):
     # --- stamps ---
     async def item_stamp(self, kind: str, bucket: str, key: str = "") -> bytes | None: ...
 
-    async def stored_version(self, bucket: str, key: str,
+    async def stored_version(self, bucket: str, key: str, version_id: str | None = None,
                              ) -> tuple[ObjectMeta | None, bytes | None]:
-        """The key's current object and its stamp, from one snapshot."""
+        """The key's current object and the stamp of what is current (a versioned key: its
+        newest version's, a delete marker's included), from one snapshot; with ``version_id``
+        that version (a delete marker too) and its own stamp."""
+        ...
+
+    async def stored_entry(self, bucket: str, key: str, version_id: str | None = None,
+                           ) -> tuple[ObjectMeta | None, bytes | None, bytes]:
+        """stored_version plus the version's seq (b"" for an object of an unversioned key)."""
+        ...
+
+    async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000,
+                                   marker_order: bytes | None = None) -> VersionPage:
+        """ObjectStore's, plus ``marker_order``: resume after that seq within ``key_marker``."""
         ...
 
     async def scan_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
@@ -181,20 +195,25 @@ class ReplicaStore(ObjectStore, Protocol):
         ...
 
     async def open_version(self, bucket: str, key: str, wanted: StampTest,
+                           version_id: str | None = None,
                            ) -> tuple[ObjectMeta, AsyncIterator[bytes]] | None:
-        """The current object's metadata and a reader over all its bytes, if its stamp passes
-        ``wanted``; None if the key is gone or holds another version."""
+        """The current object's (or that version's) metadata and a reader over all its bytes, if
+        its stamp passes ``wanted``; None if it is gone or holds another write."""
         ...
 
     # --- replicated versions (each runs ``judge`` inside its write transaction) ---
     async def apply_object(self, meta: ObjectMeta, data: tuple[WriteResult, ...],
-                           judge: Judge) -> bool:
+                           judge: Judge, seq: bytes = b"") -> bool:
         """Store ``meta`` whose segments are exactly ``data`` (new writes of this node, in
-        order; one inline segment at most). True if it was taken; else ``data`` is discarded."""
+        order; one inline segment at most). True if it was taken; else ``data`` is discarded.
+        With ``meta.version_id`` it is that version of the key (a delete marker too), sorted at
+        ``seq`` (storage/versioned.py)."""
         ...
 
-    async def apply_tombstone(self, bucket: str, key: str, judge: Judge) -> bool:
-        """Remove the key's object if the judge takes the delete (the stamp records it)."""
+    async def apply_tombstone(self, bucket: str, key: str, judge: Judge,
+                              version_id: str | None = None) -> bool:
+        """Remove the key's object (or that version of it) if the judge takes the delete (the
+        stamp records it)."""
         ...
 
     async def apply_bucket(self, name: str, owner_id: str, region: str, created: float,
@@ -209,7 +228,7 @@ class ReplicaStore(ObjectStore, Protocol):
                                   judge: Judge) -> bool: ...
 
     async def complete_upload_versioned(self, bucket: str, upload_id: str, meta: ObjectMeta,
-                                        part_numbers: list[int], judge: Judge,
+                                        part_numbers: list[int], judge: Judge, seq: bytes = b"",
                                         ) -> ObjectMeta | None:
         """CompleteMultipartUpload as a stamped write: the committed object, or None if the
         judge refused it (the upload is then left as it was)."""

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from rs3gw._core.io_threads import IOBackend
 from rs3gw._core.uring import Ring
-from rs3gw.storage import buckets, listing, multipart, objects, versioned
+from rs3gw.storage import buckets, listing, multipart, objects, versioned, versioning
 from rs3gw.storage.bucketgen import SharedGeneration
 from rs3gw.storage.datafiles import (
     HASH_ON_LOOP_MAX_BYTES,
@@ -600,12 +600,38 @@ class LocalStore:
         return await self._read(functools.partial(versioned.get_stamp, kind=kind, bucket=bucket,
                                                   key=key))
 
-    async def stored_version(self, bucket: str, key: str,
+    async def stored_version(self, bucket: str, key: str, version_id: str | None = None,
                              ) -> tuple[ObjectMeta | None, bytes | None]:
-        """The key's current object and its stamp, from one snapshot."""
-        def run(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None]:
-            return (objects.current_object(conn, bucket, key),
-                    versioned.get_stamp(conn, "object", bucket, key))
+        """From one snapshot: the key's current object and the stamp of what is current (in a
+        versioned bucket the newest version's, a delete marker's included); with ``version_id``
+        that version (a delete marker too) and its stamp."""
+        meta, stamp, _ = await self.stored_entry(bucket, key, version_id)
+        return meta, stamp
+
+    async def stored_entry(self, bucket: str, key: str, version_id: str | None = None,
+                           ) -> tuple[ObjectMeta | None, bytes | None, bytes]:
+        """stored_version, plus where the version sorts (its seq; b"" for an unversioned
+        object)."""
+        def run(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, bytes | None, bytes]:
+            if version_id is None:
+                meta = objects.current_object(conn, bucket, key)
+                stamp = versioned.get_stamp(conn, "object", bucket, key)
+                if stamp is not None or (meta is not None and meta.version_id is None):
+                    return meta, stamp, b""
+                top = versioning.newest(conn, bucket, key)
+                if top is None:
+                    return meta, None, b""
+                vid = top.version_id
+            else:
+                vid = version_id
+                top = versioning.get_version(conn, bucket, key, vid)
+            assert vid is not None
+            stamp = versioned.get_stamp(conn, versioned.VERSION_KIND, bucket,
+                                        versioned.version_item(key, vid))
+            seq = versioning.seq_of(conn, bucket, key, vid) or b""
+            if version_id is None:
+                return objects.current_object(conn, bucket, key), stamp, seq
+            return top, stamp, seq
         return await self._read(run)
 
     async def scan_stamps(self, kind: str, after: tuple[str, str] = ("", ""),
@@ -614,8 +640,9 @@ class LocalStore:
                                                   limit=limit))
 
     async def open_version(self, bucket: str, key: str, wanted: StampTest,
+                           version_id: str | None = None,
                            ) -> tuple[ObjectMeta, AsyncIterator[bytes]] | None:
-        meta, stamp = await self.stored_version(bucket, key)
+        meta, stamp = await self.stored_version(bucket, key, version_id)
         if meta is None or stamp is None or not wanted(stamp):
             return None
         if meta.size == 0:
@@ -627,18 +654,22 @@ class LocalStore:
             versioned.forget_stamp, kind=kind, bucket=bucket, key=key, only_if=only_if)))
 
     async def apply_object(self, meta: ObjectMeta, data: tuple[WriteResult, ...],
-                           judge: Judge) -> bool:
+                           judge: Judge, seq: bytes = b"") -> bool:
         inline = data[0].inline if len(data) == 1 else None
-        taken, _ = await self._apply_versioned(
-            "object", meta.bucket, meta.key, judge,
-            functools.partial(versioned.put_replica, meta=meta, inline=inline), new_data=data)
-        return taken
+        claims = tuple(d.vid for d in data if d.inline is None)
+        taken, _ = await self._write(functools.partial(versioned.apply_put, meta=meta,
+                                                       inline=inline, judge=judge, seq=seq),
+                                     claims=claims)
+        if not taken:
+            for d in data:
+                await self.discard_write(d)
+        return bool(taken)
 
-    async def apply_tombstone(self, bucket: str, key: str, judge: Judge) -> bool:
-        taken, _ = await self._apply_versioned(
-            "object", bucket, key, judge,
-            functools.partial(versioned.delete_replica, bucket=bucket, key=key))
-        return taken
+    async def apply_tombstone(self, bucket: str, key: str, judge: Judge,
+                              version_id: str | None = None) -> bool:
+        taken, _ = await self._write(functools.partial(
+            versioned.apply_delete, bucket=bucket, key=key, version_id=version_id, judge=judge))
+        return bool(taken)
 
     async def apply_bucket(self, name: str, owner_id: str, region: str, created: float,
                            judge: Judge) -> bool:
@@ -662,14 +693,12 @@ class LocalStore:
         return taken
 
     async def complete_upload_versioned(self, bucket: str, upload_id: str, meta: ObjectMeta,
-                                        part_numbers: list[int], judge: Judge,
+                                        part_numbers: list[int], judge: Judge, seq: bytes = b"",
                                         ) -> ObjectMeta | None:
         key = (await self.get_upload(bucket, upload_id)).key
-        taken, done = await self._apply_versioned(
-            "object", bucket, key, judge,
-            functools.partial(multipart.complete_upload, bucket=bucket, upload_id=upload_id,
-                              meta=meta, part_numbers=list(part_numbers), if_match=None,
-                              if_none_match=False))
+        taken, done = await self._write(functools.partial(
+            versioned.apply_complete, bucket=bucket, key=key, upload_id=upload_id, meta=meta,
+            part_numbers=list(part_numbers), judge=judge, seq=seq))
         return done if taken else None
 
     async def _apply_versioned(self, kind: str, bucket: str, key: str, judge: Judge,
@@ -698,11 +727,12 @@ class LocalStore:
 
     async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                                    key_marker: str = "", version_id_marker: str = "",
-                                   max_keys: int = 1000) -> VersionPage:
+                                   max_keys: int = 1000,
+                                   marker_order: bytes | None = None) -> VersionPage:
         def run(conn: sqlite3.Connection) -> VersionPage:
             objects.require_bucket(conn, bucket)
             return listing.list_versions(conn, bucket, prefix, delimiter, key_marker,
-                                         version_id_marker, max_keys)
+                                         version_id_marker, max_keys, marker_order)
         return await self._read(run)
 
     async def list_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",

@@ -183,6 +183,9 @@ class VersionEntry:
     last_modified: float
     owner_id: str
     checksum_algorithms: list[str] = field(default_factory=list)
+    # Where the version sorts within its key (its seq: storage/versioning.py); the cluster merges
+    # the pages of several nodes by it.
+    order: bytes = b""
 
 
 @dataclass

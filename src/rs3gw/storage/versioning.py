@@ -272,6 +272,36 @@ def set_tags(txn: Txn, bucket: str, key: str, version_id: str,
     return meta
 
 
+# --- versions the cluster names (storage/versioned.py) ----------------------------------------------
+
+def store_version(txn: Txn, meta: ObjectMeta, seq: bytes, current: ObjectMeta | None) -> None:
+    """Store ``meta`` as the version it names (``meta.version_id``, set by the cluster) at ``seq``
+    (the cluster's order, the same on every replica), replacing a stored version of that id (a
+    re-applied version, or Suspended's new null) and its data. The key's current object is then
+    whichever version sorts newest: a version that arrives late never hides a newer one. The
+    caller commits the new data."""
+    assert meta.version_id is not None
+    bucket, key = meta.bucket, meta.key
+    _materialize(txn, current)
+    old = get_version(txn.conn, bucket, key, meta.version_id)
+    if old is not None:
+        where, params = _by_id(bucket, key, meta.version_id)
+        txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
+        if not old.delete_marker:
+            _drop_data(txn, old)
+    _insert(txn, meta, seq)
+    refresh_current(txn, bucket, key)
+
+
+def refresh_current(txn: Txn, bucket: str, key: str) -> None:
+    """The objects row mirrors the key's newest version, or is absent if that is a marker."""
+    top = newest(txn.conn, bucket, key)
+    if top is None or top.delete_marker:
+        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+    else:
+        txn.conn.execute(OBJECT_INSERT, encode_object(top))
+
+
 def set_state(txn: Txn, bucket: str, mode: str) -> None:
     if mode not in STATES:
         raise StorageError(f"versioning state must be one of {STATES}, not {mode!r}")

@@ -1,0 +1,236 @@
+"""Versioned buckets across real rs3gw nodes: every version reaches every replica under one id,
+concurrent writers through different nodes all keep their versions, listings merge every
+node's versions, and deleting one version (or adding a marker) on one node holds everywhere,
+also for a node that was down when it happened."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from cluster_helpers import run
+from cluster_procs import ClusterProcs, wait
+
+from rs3gw.cluster.messages import ListVersions, VersionsPage
+from rs3gw.cluster.rpc import Rpc
+from rs3gw.cluster.transport import Transport
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster_procs]
+
+MIB = 1 << 20
+
+
+def _own_versions(c: ClusterProcs, i: int, bucket: str) -> list[tuple[str, str, bool, bool]]:
+    """(key, version id, is latest, delete marker) of what node i itself holds, newest first
+    within a key, asked over the node-to-node protocol so no other node's copy stands in."""
+    async def ask() -> list[tuple[str, str, bool, bool]]:
+        t = Transport()
+        try:
+            out: list[tuple[str, str, bool, bool]] = []
+            marker, order = "", None
+            while True:
+                page = (await Rpc(t).request(
+                    ("127.0.0.1", c.ports[i]),
+                    ListVersions(bucket=bucket, key_marker=marker, marker_order=order,
+                                 max_keys=500), timeout_s=30)).reply
+                assert isinstance(page, VersionsPage)
+                out += [(e.key, e.version_id, e.is_latest, e.delete_marker) for e in page.entries]
+                if not page.truncated or not page.entries:
+                    return out
+                marker, order = page.entries[-1].key, page.entries[-1].order
+        finally:
+            await t.close()
+    return run(ask())
+
+
+def _all_versions(s3: Any, bucket: str, page_size: int = 1000) -> list[dict[str, Any]]:
+    out = []
+    for page in s3.get_paginator("list_object_versions").paginate(
+            Bucket=bucket, PaginationConfig={"PageSize": page_size}):
+        out += [dict(v, Marker=False) for v in page.get("Versions", [])]
+        out += [dict(m, Marker=True) for m in page.get("DeleteMarkers", [])]
+    # boto3 splits versions and markers: order them as S3 does (key, then newest first).
+    return sorted(out, key=lambda v: (v["Key"], v["VersionId"] == "null", v["VersionId"]),
+                  reverse=False)
+
+
+def _ids(c: ClusterProcs, i: int, bucket: str, key: str) -> list[str]:
+    return [vid for k, vid, _, _ in _own_versions(c, i, bucket) if k == key]
+
+
+def _drained(c: ClusterProcs, nodes: list[int]) -> bool:
+    return all(c.api(i, "replication")["events_pending"] == 0 for i in nodes)
+
+
+def _enable(c: ClusterProcs, bucket: str, status: str = "Enabled") -> None:
+    c.client(0).put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": status})
+    for i in range(c.n):
+        wait(lambda i=i: c.client(i).get_bucket_versioning(Bucket=bucket).get("Status") == status,  # type: ignore[misc]
+             30, f"node {i} to see versioning {status}")
+
+
+@pytest.mark.parametrize("factor", [3, 2], ids=["factor3", "factor2"])
+def test_versions_through_every_node(tmp_path: Path, factor: int) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=factor)
+    try:
+        c.start()
+        s = [c.client(i) for i in range(3)]
+        s[0].create_bucket(Bucket="vbk")
+        s[0].put_object(Bucket="vbk", Key="old", Body=b"before versioning")
+        _enable(c, "vbk")
+        bodies = {}
+        for i in range(3):       # one version of "k" written through each node, in turn
+            body = os.urandom(1000 + i) if i != 1 else os.urandom(3 * MIB)
+            vid = s[i].put_object(Bucket="vbk", Key="k", Body=body)["VersionId"]
+            bodies[vid] = body
+        ids = list(bodies)
+        assert len(set(ids)) == 3 and all(len(v) == 32 for v in ids)
+        assert ids == sorted(ids), "version ids order as the writes did"
+        for i in range(3):
+            listed = [v for v in _all_versions(s[i], "vbk") if v["Key"] == "k"]
+            assert [v["VersionId"] for v in sorted(listed, key=lambda v: v["VersionId"],
+                                                    reverse=True)] == ids[::-1]
+            assert [v["VersionId"] for v in listed if v["IsLatest"]] == [ids[2]]
+            for vid, body in bodies.items():
+                assert s[i].get_object(Bucket="vbk", Key="k", VersionId=vid)["Body"].read() == body
+            assert s[i].get_object(Bucket="vbk", Key="k")["VersionId"] == ids[2]
+            old = [v for v in _all_versions(s[i], "vbk") if v["Key"] == "old"]
+            assert [(v["VersionId"], v["IsLatest"]) for v in old] == [("null", True)]
+
+        # Tags of one version, set through node 0, read through node 2.
+        s[0].put_object_tagging(Bucket="vbk", Key="k", VersionId=ids[0],
+                                Tagging={"TagSet": [{"Key": "t", "Value": "v0"}]})
+        for i in range(3):
+            assert s[i].get_object_tagging(Bucket="vbk", Key="k", VersionId=ids[0])["TagSet"] == \
+                [{"Key": "t", "Value": "v0"}]
+            assert s[i].get_object_tagging(Bucket="vbk", Key="k")["TagSet"] == []
+
+        # A delete marker through node 1: 404 with its headers everywhere; the versions stay.
+        d = s[1].delete_object(Bucket="vbk", Key="k")
+        assert d["DeleteMarker"] is True
+        marker = d["VersionId"]
+        assert marker > ids[2]
+        for i in range(3):
+            with pytest.raises(ClientError) as ei:
+                s[i].get_object(Bucket="vbk", Key="k")
+            assert ei.value.response["Error"]["Code"] == "NoSuchKey"
+            h = ei.value.response["ResponseMetadata"]["HTTPHeaders"]
+            assert h.get("x-amz-delete-marker") == "true" and h.get("x-amz-version-id") == marker
+            assert "k" not in [o["Key"] for o in s[i].list_objects_v2(Bucket="vbk").get("Contents", [])]
+            markers = s[i].list_object_versions(Bucket="vbk").get("DeleteMarkers", [])
+            assert [(m["VersionId"], m["IsLatest"]) for m in markers] == [(marker, True)]
+
+        # One version deleted through node 2: gone from every node's own store.
+        s[2].delete_object(Bucket="vbk", Key="k", VersionId=ids[1])
+        for i in range(3):
+            with pytest.raises(ClientError) as ei:
+                s[i].get_object(Bucket="vbk", Key="k", VersionId=ids[1])
+            assert ei.value.response["Error"]["Code"] == "NoSuchVersion"
+            assert ids[1] not in _ids(c, i, "vbk", "k")
+        # Removing the marker by id brings the newest remaining version back, on every node.
+        s[0].delete_object(Bucket="vbk", Key="k", VersionId=marker)
+        for i in range(3):
+            got = s[i].get_object(Bucket="vbk", Key="k")
+            assert got["VersionId"] == ids[2] and got["Body"].read() == bodies[ids[2]]
+
+        # Multipart completion and copies make versions too.
+        up = s[1].create_multipart_upload(Bucket="vbk", Key="mp")
+        parts = [os.urandom(5 * MIB), os.urandom(1000)]
+        etags = [s[1].upload_part(Bucket="vbk", Key="mp", UploadId=up["UploadId"], PartNumber=n + 1,
+                                  Body=p)["ETag"] for n, p in enumerate(parts)]
+        done = s[1].complete_multipart_upload(
+            Bucket="vbk", Key="mp", UploadId=up["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+        copied = s[2].copy_object(Bucket="vbk", Key="mp", CopySource={"Bucket": "vbk", "Key": "k",
+                                                                     "VersionId": ids[0]})
+        for i in range(3):
+            assert s[i].get_object(Bucket="vbk", Key="mp", VersionId=done["VersionId"])["Body"].read() \
+                == b"".join(parts)
+            got = s[i].get_object(Bucket="vbk", Key="mp")
+            assert got["VersionId"] == copied["VersionId"] and got["Body"].read() == bodies[ids[0]]
+
+        # Suspended: PUTs replace the null version; the others stay.
+        _enable(c, "vbk", "Suspended")
+        s[0].put_object(Bucket="vbk", Key="k", Body=b"null one")
+        s[2].put_object(Bucket="vbk", Key="k", Body=b"null two")
+        for i in range(3):
+            ks = [v for v in _all_versions(s[i], "vbk") if v["Key"] == "k"]
+            assert sorted(v["VersionId"] for v in ks) == sorted([ids[0], ids[2], "null"])
+            got = s[i].get_object(Bucket="vbk", Key="k")
+            assert got["VersionId"] == "null" and got["Body"].read() == b"null two"
+    finally:
+        c.stop_all()
+
+
+def test_concurrent_writers_through_three_nodes_keep_every_version(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="async", factor=3, conflict="vector_clock_merge")
+    try:
+        c.start()
+        c.client(0).create_bucket(Bucket="race")
+        for i in range(3):
+            wait(lambda i=i: _has_bucket(c, i, "race"), 30, f"the bucket on node {i}")  # type: ignore[misc]
+        _enable(c, "race")
+        clients = [c.client(i) for i in range(3)]
+        n = 15
+
+        def put(args: tuple[int, int]) -> tuple[str, bytes]:
+            i, j = args
+            body = f"node {i} write {j} ".encode() * (10 + j)
+            return clients[i].put_object(Bucket="race", Key="hot", Body=body)["VersionId"], body
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            acked = dict(pool.map(put, [(i, j) for j in range(n) for i in range(3)]))
+        assert len(acked) == 3 * n, "every acknowledged write has a version id of its own"
+        wait(lambda: _drained(c, [0, 1, 2]), 60, "replication to drain")
+        wait(lambda: all(sorted(_ids(c, i, "race", "hot")) == sorted(acked) for i in range(3)),
+             60, "every version on every node")
+        newest = max(acked)
+        for i in range(3):
+            latest = [vid for k, vid, is_latest, _ in _own_versions(c, i, "race") if is_latest]
+            assert latest == [newest], i
+            got = clients[i].get_object(Bucket="race", Key="hot")
+            assert got["VersionId"] == newest and got["Body"].read() == acked[newest]
+            # Listing pages of 7 through this node: every version once, newest first.
+            listed = [v["VersionId"] for v in _all_versions(clients[i], "race", page_size=7)]
+            assert sorted(listed) == sorted(acked) and len(listed) == len(acked)
+    finally:
+        c.stop_all()
+
+
+def _has_bucket(c: ClusterProcs, i: int, bucket: str) -> bool:
+    try:
+        c.client(i).head_bucket(Bucket=bucket)
+        return True
+    except ClientError:
+        return False
+
+
+def test_node_down_gets_versions_and_version_deletes_when_back(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=3)
+    try:
+        c.start()
+        s0 = c.client(0)
+        s0.create_bucket(Bucket="vdk")
+        _enable(c, "vdk")
+        first = s0.put_object(Bucket="vdk", Key="k", Body=b"one")["VersionId"]
+        second = s0.put_object(Bucket="vdk", Key="k", Body=b"two")["VersionId"]
+        wait(lambda: _ids(c, 2, "vdk", "k") == [second, first], 30, "node 2 to hold both")
+        c.kill(2)
+        c.wait_state(0, "node-2", "Failed", 30)
+        third = s0.put_object(Bucket="vdk", Key="k", Body=b"three")["VersionId"]
+        s0.delete_object(Bucket="vdk", Key="k", VersionId=first)
+        marker = c.client(1).delete_object(Bucket="vdk", Key="k")["VersionId"]
+        c.start_node(2)
+        c.wait_members(3)
+        wait(lambda: _ids(c, 2, "vdk", "k") == [marker, third, second], 60,
+             "node 2 to catch up: the new version and marker, and the deleted version gone")
+        with pytest.raises(ClientError) as ei:
+            c.client(2).get_object(Bucket="vdk", Key="k")
+        assert ei.value.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker") == "true"
+        got = c.client(2).get_object(Bucket="vdk", Key="k", VersionId=third)
+        assert got["Body"].read() == b"three"
+    finally:
+        c.stop_all()
