@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,12 @@ def test_versions_through_every_node(tmp_path: Path, factor: int) -> None:
             assert sorted(v["VersionId"] for v in ks) == sorted([ids[0], ids[2], "null"])
             got = s[i].get_object(Bucket="vbk", Key="k")
             assert got["VersionId"] == "null" and got["Body"].read() == b"null two"
+        # Nothing current but versions left: the bucket is not empty, on any node.
+        for key in ("k", "mp", "old"):
+            s[1].delete_object(Bucket="vbk", Key=key)
+        with pytest.raises(ClientError) as ei:
+            s[2].delete_bucket(Bucket="vbk")
+        assert ei.value.response["Error"]["Code"] == "BucketNotEmpty"
     finally:
         c.stop_all()
 
@@ -208,8 +215,19 @@ def _has_bucket(c: ClusterProcs, i: int, bucket: str) -> bool:
         return False
 
 
+def _version_tombstones(c: ClusterProcs, i: int, bucket: str) -> int:
+    db = c.nodes[i].storage_root / ".rs3gw" / "meta.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM item_versions WHERE kind = 'version' AND "
+                                "bucket = ? AND tombstone = 1", (bucket,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
 def test_node_down_gets_versions_and_version_deletes_when_back(tmp_path: Path) -> None:
-    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=3)
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=3,
+                     extra_env={"RS3GW_TOMBSTONE_GC_INTERVAL": "1"})
     try:
         c.start()
         s0 = c.client(0)
@@ -232,5 +250,41 @@ def test_node_down_gets_versions_and_version_deletes_when_back(tmp_path: Path) -
         assert ei.value.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker") == "true"
         got = c.client(2).get_object(Bucket="vdk", Key="k", VersionId=third)
         assert got["Body"].read() == b"three"
+        # The deleted version's tombstone goes once every replica holds it.
+        wait(lambda: all(_version_tombstones(c, i, "vdk") == 0 for i in range(3)), 60,
+             "the version's tombstone to be collected on every node")
+        assert _ids(c, 0, "vdk", "k") == [marker, third, second]
+    finally:
+        c.stop_all()
+
+
+def test_anti_entropy_repairs_versions_a_lost_queue_never_delivered(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="async", factor=3,
+                     extra_env={"RS3GW_ANTI_ENTROPY_INTERVAL": "1"})
+    try:
+        c.start()
+        s0 = c.client(0)
+        s0.create_bucket(Bucket="aev")
+        _enable(c, "aev")
+        kept = s0.put_object(Bucket="aev", Key="k", Body=b"kept")["VersionId"]
+        doomed = s0.put_object(Bucket="aev", Key="k", Body=b"doomed")["VersionId"]
+        wait(lambda: _ids(c, 2, "aev", "k") == [doomed, kept], 30, "node 2 to hold both")
+        c.kill(2)
+        c.wait_state(0, "node-2", "Failed", 30)
+        new = {s0.put_object(Bucket="aev", Key=f"k{j}", Body=os.urandom(100 + j))["VersionId"]
+               for j in range(5)}
+        s0.delete_object(Bucket="aev", Key="k", VersionId=doomed)
+        wait(lambda: _drained(c, [1]), 30, "node 1 to have everything")
+        c.kill(0)
+        # node-0's outbound queue (what node-2 was waiting for) is lost with it.
+        for f in (c.nodes[0].storage_root / ".rs3gw").glob("replication.db*"):
+            f.unlink()
+        c.start_node(0)
+        c.start_node(2)
+        c.wait_members(3)
+        want = sorted([(k, vid) for k, vid, _, _ in _own_versions(c, 1, "aev")])
+        assert len(want) == 6 and ("k", doomed) not in want and new <= {v for _, v in want}
+        wait(lambda: sorted((k, vid) for k, vid, _, _ in _own_versions(c, 2, "aev")) == want,
+             60, "anti-entropy to bring node 2 every version and the version's delete")
     finally:
         c.stop_all()

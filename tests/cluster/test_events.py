@@ -19,10 +19,12 @@ from rs3gw.cluster.events import (
     Action,
     CreateBucket,
     DeleteBucket,
+    DeleteBucketConfig,
     DeleteBucketPolicy,
     DeleteBucketTagging,
     DeleteObject,
     EventDecodeError,
+    PutBucketConfig,
     PutBucketPolicy,
     PutBucketTagging,
     PutObject,
@@ -69,7 +71,16 @@ def all_kinds() -> list[ReplicationEvent]:
             PutBucketPolicy(**common, document=b'{"Version":"2012-10-17"}'),
             DeleteBucketPolicy(**common),
             PutBucketTagging(**common, document=b"<Tagging/>"),
-            DeleteBucketTagging(**common)]
+            DeleteBucketTagging(**common),
+            # Versioned buckets: a version (a delete marker too) and one version's tombstone.
+            PutObject(**common, meta=ObjectMeta("bkt", "v", "v1", 2, "e", 1.0, version_id="0" * 32,
+                                                segments=[Segment("v1", 2, "e")]),
+                      seq=bytes(range(16))),
+            PutObject(**common, meta=ObjectMeta("bkt", "v", "", 0, "", 1.0, version_id="null",
+                                                delete_marker=True)),
+            DeleteObject(**common, object_key="v", version_id="a" * 32),
+            PutBucketConfig(**common, document=b"Enabled", kind="versioning"),
+            DeleteBucketConfig(**common, kind="lifecycle")]
 
 
 @pytest.mark.parametrize("event", all_kinds(), ids=lambda e: e.OP)
@@ -81,7 +92,21 @@ def test_every_event_round_trips(event: ReplicationEvent) -> None:
 
 def test_every_operation_has_an_event() -> None:
     assert set(EVENT_TYPES) == {"PutObject", "DeleteObject", "CreateBucket", "DeleteBucket", "PutBucketPolicy",
-                                "DeleteBucketPolicy", "PutBucketTagging", "DeleteBucketTagging"}
+                                "DeleteBucketPolicy", "PutBucketTagging", "DeleteBucketTagging",
+                                "PutBucketConfig", "DeleteBucketConfig"}
+
+
+def test_versions_are_items_of_their_own() -> None:
+    common: dict[str, Any] = {"event_id": T1, "bucket": "bkt", "vector": VV}
+    plain = PutObject(**common, meta=ObjectMeta("bkt", "k", "v", 0, "e", 1.0))
+    version = PutObject(**common, meta=ObjectMeta("bkt", "k", "v", 0, "e", 1.0, version_id="null"))
+    gone = DeleteObject(**common, object_key="k", version_id="null")
+    assert plain.item == ("object", "bkt", "k")
+    assert version.item == gone.item == ("version", "bkt", "k\0null")
+    assert PutBucketConfig(**common, document=b"x", kind="lifecycle").item == ("lifecycle", "bkt", "")
+    bad = PutBucketConfig(**common, document=b"x", kind="object").encode()
+    with pytest.raises(EventDecodeError, match="configuration kind"):
+        decode_event(bad)
 
 
 @given(meta=metas(), created=st.one_of(st.none(), st.builds(HLCTimestamp, st.integers(0, 9), st.integers(0, 9),

@@ -115,6 +115,7 @@ class HeadObjectNext(Request[ObjectHead]):
     bucket: str
     key: str
     version_id: str | None = None
+    part_number: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,7 @@ def test_refusals_are_clear_counted_and_leave_the_connection_up() -> None:
                 await client.request(addr, HeadObjectV2(bucket="b", key="k"))
             assert e3.value.code == "UnsupportedVersion" and "versions 1..1" in e3.value.message
             # An added optional field from a later release is read, and ignored.
-            got = await client.request(addr, HeadObjectNext(bucket="b", key="k", version_id="x"))
+            got = await client.request(addr, HeadObjectNext(bucket="b", key="k", part_number=3))
             assert got.reply.meta is None and asked[-1] == HeadObject(bucket="b", key="k")
             assert dict(server.rejected) == {"unknown_type": 1, "malformed": 1,
                                              "unsupported_version": 1, "bad_reply": 0}

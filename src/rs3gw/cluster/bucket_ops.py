@@ -29,7 +29,7 @@ from .events import (
     PutBucketTagging,
     ReplicationEvent,
 )
-from .messages import ListObjects
+from .messages import ListVersions
 from .peers import Peers
 from .topology import Topology
 from .transport import RemoteError, TransportError
@@ -76,14 +76,15 @@ class BucketOps:
     async def delete_bucket(self, name: str) -> None:
         if await self._local.get_bucket(name) is None:
             raise NoSuchBucket(name)
-        page = await self._local.list_objects(name, max_keys=1)
+        # Empty means no object and no version (delete markers included) on any node.
+        page = await self._local.list_object_versions(name, max_keys=1)
         if page.entries:
             raise BucketNotEmpty(name)
         for n in self._topology.others():
             if not self._topology.live(n):
                 raise Unavailable(f"node {n} is down: cannot check that bucket {name} is empty")
             try:
-                theirs = await self._peers.call(n, ListObjects(bucket=name, max_keys=1))
+                theirs = await self._peers.call(n, ListVersions(bucket=name, max_keys=1))
             except RemoteError as e:
                 if e.code == "NoSuchBucket":
                     continue
