@@ -163,10 +163,10 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
 def _lifecycle_scanner(cfg: Config, store: ObjectStore, metrics: Metrics,
                        seat: WorkerSeat | None) -> Scanner | None:
     """The lifecycle scanner over the store S3 uses (in cluster mode the ClusterStore, so what
-    it deletes replicates). Worker processes share one storage root: only the first scans.
+    it deletes replicates). Worker processes share one storage root: only worker 1 scans.
     Cluster mode: every node acts on every key until the cluster gives its own predicate (the
     actions are conditional on what they find, so a second node's try changes nothing)."""
-    if seat is not None and seat.index != 0:
+    if seat is not None and seat.index != 1:       # workers count from 1 (rs3gw.workers)
         return None
     cursor = CursorFile(cfg.storage_root / ".rs3gw" / "lifecycle-cursor.json", durable=cfg.fsync)
     return Scanner(store, cursor, day_s=cfg.lifecycle_day_s, rate=cfg.lifecycle_rate,
