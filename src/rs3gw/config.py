@@ -61,6 +61,19 @@ class Config:
     sendfile: bool = True
     # Server processes sharing the port (rs3gw.workers); cluster mode always runs one.
     workers: int = field(default_factory=lambda: usable_cores())
+    # Bucket lifecycle (rs3gw.lifecycle): the length of a lifecycle day in seconds (rule Days
+    # and the midnights expiry dates round up to are counted in it; tests shorten it), the
+    # scanner's pace in versions, markers and uploads looked at per second, and the time between
+    # the starts of two passes (None: a 24th of a lifecycle day, from 0.5 s to an hour).
+    lifecycle_day_s: float = 86400.0
+    lifecycle_rate: int = 1000
+    lifecycle_interval_s: float | None = None
+
+    @property
+    def lifecycle_pass_interval_s(self) -> float:
+        if self.lifecycle_interval_s is not None:
+            return self.lifecycle_interval_s
+        return min(3600.0, max(0.5, self.lifecycle_day_s / 24))
 
     @property
     def anonymous_only(self) -> bool:
@@ -144,6 +157,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "RS3GW_LOOP_READS": ("loop_reads", parse_bool, "loop_reads"),
     "RS3GW_WORKERS": ("workers", _workers, "workers"),
     "RS3GW_SENDFILE": ("sendfile", parse_bool, "sendfile"),
+    "RS3GW_LIFECYCLE_DAY_SECONDS": ("lifecycle_day_s", positive_seconds, "lifecycle_day_seconds"),
+    "RS3GW_LIFECYCLE_RATE": ("lifecycle_rate", positive_int, "lifecycle_rate"),
+    "RS3GW_LIFECYCLE_INTERVAL": ("lifecycle_interval_s", positive_seconds, "lifecycle_interval"),
 }
 
 

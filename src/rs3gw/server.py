@@ -19,6 +19,7 @@ from .cluster.config import ClusterConfig
 from .config import Config
 from .http import HttpLimits, HttpServer
 from .http.request import Request
+from .lifecycle import CursorFile, Scanner, every_key
 from .observability import loopguard
 from .observability.metrics import Metrics
 from .s3 import chunked
@@ -122,6 +123,9 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         cluster_note = (f" cluster=node:{node.node_id},mode:{node.cfg.replication_mode},"
                         f"factor:{node.cfg.replication_factor},"
                         f"peer_port:{node.membership.local.address[1]}")
+    scanner = _lifecycle_scanner(cfg, front, metrics, seat)
+    if scanner is not None:
+        scanner.start()
     admin.ready = True
     scheme = "https" if tls else "http"
     storage_root = await loop.run_in_executor(None, cfg.storage_root.resolve)  # stats: blocking
@@ -139,6 +143,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
     if publisher is not None:
         await publisher        # ends with stop
     admin.ready = False
+    if scanner is not None:
+        await scanner.close()       # between two actions; its cursor names the last batch done
     log.info("rs3gw shutting down: draining %d in-flight request(s)", server.active_requests)
     await server.shutdown(cfg.drain_timeout_s)
     if node is not None:
@@ -152,6 +158,20 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         loop.remove_signal_handler(sig)
         signal.signal(sig, signal.SIG_IGN)
     log.info("rs3gw stopped")
+
+
+def _lifecycle_scanner(cfg: Config, store: ObjectStore, metrics: Metrics,
+                       seat: WorkerSeat | None) -> Scanner | None:
+    """The lifecycle scanner over the store S3 uses (in cluster mode the ClusterStore, so what
+    it deletes replicates). Worker processes share one storage root: only worker 1 scans.
+    Cluster mode: every node acts on every key until the cluster gives its own predicate (the
+    actions are conditional on what they find, so a second node's try changes nothing)."""
+    if seat is not None and seat.index != 1:       # workers count from 1 (rs3gw.workers)
+        return None
+    cursor = CursorFile(cfg.storage_root / ".rs3gw" / "lifecycle-cursor.json", durable=cfg.fsync)
+    return Scanner(store, cursor, day_s=cfg.lifecycle_day_s, rate=cfg.lifecycle_rate,
+                   interval_s=cfg.lifecycle_pass_interval_s, acts_for=every_key,
+                   observe=lambda event, n: metrics.lifecycle.labels(event).inc(n))
 
 
 def _io_buffers(seat: WorkerSeat | None) -> int:

@@ -28,6 +28,9 @@ def test_defaults() -> None:
     ({"RS3GW_WORKERS": "0"}, "RS3GW_WORKERS"),
     ({"RS3GW_WORKERS": "many"}, "RS3GW_WORKERS"),
     ({"RS3GW_WORKERS": "1000"}, "RS3GW_WORKERS"),
+    ({"RS3GW_LIFECYCLE_DAY_SECONDS": "0"}, "RS3GW_LIFECYCLE_DAY_SECONDS"),
+    ({"RS3GW_LIFECYCLE_RATE": "-5"}, "RS3GW_LIFECYCLE_RATE"),
+    ({"RS3GW_LIFECYCLE_INTERVAL": "never"}, "RS3GW_LIFECYCLE_INTERVAL"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], var: str) -> None:
     with pytest.raises(ConfigError, match=var):
@@ -63,3 +66,13 @@ def test_workers_default_to_the_usable_cores() -> None:
     assert load_config({}).workers == cores
     assert load_config({"RS3GW_WORKERS": "auto"}).workers == cores
     assert load_config({"RS3GW_WORKERS": "3"}).workers == 3
+
+
+def test_lifecycle_settings() -> None:
+    c = load_config({})
+    assert (c.lifecycle_day_s, c.lifecycle_rate, c.lifecycle_pass_interval_s) == (86400.0, 1000,
+                                                                                 3600.0)
+    c = load_config({"RS3GW_LIFECYCLE_DAY_SECONDS": "1", "RS3GW_LIFECYCLE_RATE": "50"})
+    assert (c.lifecycle_day_s, c.lifecycle_rate, c.lifecycle_pass_interval_s) == (1.0, 50, 0.5)
+    c = load_config({"RS3GW_LIFECYCLE_DAY_SECONDS": "1", "RS3GW_LIFECYCLE_INTERVAL": "0.2"})
+    assert c.lifecycle_pass_interval_s == 0.2

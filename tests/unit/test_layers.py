@@ -6,6 +6,8 @@ dependency between the files).
     s3             -> storage, http, config, checksums, _core: never the cluster, never admin
     cluster        -> storage, config, _core: never s3, never admin
     storage        -> _core, checksums: never the cluster, s3 or admin
+    lifecycle      -> storage (its package face), config: never s3, the cluster or admin (the
+                      s3 layer uses its pure rule model; the server runs its scanner)
     http, observability: the floor any layer may stand on; they import no other part of rs3gw
 
 Inside the cluster, the node only wires: no component imports cluster/node.py. Nobody imports
@@ -60,6 +62,7 @@ def test_no_import_circle_outside_the_cluster() -> None:
     ("rs3gw.s3", ("rs3gw.cluster", "rs3gw.admin")),
     ("rs3gw.cluster", ("rs3gw.s3", "rs3gw.admin")),
     ("rs3gw.storage", ("rs3gw.cluster", "rs3gw.s3", "rs3gw.admin")),
+    ("rs3gw.lifecycle", ("rs3gw.cluster", "rs3gw.s3", "rs3gw.admin", "rs3gw.server")),
     ("rs3gw.http", ("rs3gw.s3", "rs3gw.cluster", "rs3gw.storage", "rs3gw.admin",
                     "rs3gw.observability")),
     ("rs3gw.observability", ("rs3gw.s3", "rs3gw.cluster", "rs3gw.storage", "rs3gw.admin",
@@ -73,6 +76,12 @@ def test_admin_reads_the_cluster_only_through_its_view() -> None:
     assert sorted(f"{MODULES[m].relative_to(SRC)} imports {n}"
                   for m, names in GRAPH.items() if inside(m, "rs3gw.admin")
                   for n in names if inside(n, "rs3gw.cluster") and n != "rs3gw.cluster.view") == []
+
+
+def test_lifecycle_uses_storage_only_through_its_package_face() -> None:
+    assert sorted(f"{MODULES[m].relative_to(SRC)} imports {n}"
+                  for m, names in GRAPH.items() if inside(m, "rs3gw.lifecycle")
+                  for n in names if inside(n, "rs3gw.storage") and n != "rs3gw.storage") == []
 
 
 def test_no_cluster_component_imports_the_node() -> None:

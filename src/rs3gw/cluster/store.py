@@ -396,6 +396,19 @@ class ClusterStore:
             raise NoSuchBucket(bucket)
         return [await self.delete_object(bucket, k, v) for k, v in items]
 
+    async def delete_if_unchanged(self, bucket: str, key: str, version_id: str, etag: str,
+                                  last_modified: float, *, current: bool, owner_id: str = "",
+                                  ) -> DeleteResult | None:
+        """Judged against the newest copy, then deleted as DeleteObject is: two steps, not one
+        across the replicas (a write landing between them is deleted with it)."""
+        found = await self.get_object(bucket, key, None if current else version_id)
+        if (found is None or (current and found.delete_marker)
+                or (found.version_id or NULL_VERSION) != version_id
+                or found.etag != etag or found.last_modified != last_modified):
+            return None
+        return await self.delete_object(bucket, key, None if current else version_id,
+                                        owner_id=owner_id)
+
     async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
                               version_id: str | None = None) -> ObjectMeta:
         if await self._mode(bucket) is not None:

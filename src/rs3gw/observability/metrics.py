@@ -62,6 +62,10 @@ class Metrics:
                              multiprocess_mode="max")
         self.limit_hits = Counter("rs3gw_limit_rejections", "Requests refused by a configured limit",
                                   ["limit"], registry=r)
+        # rs3gw.lifecycle.scanner's events: expired, noncurrent_deleted, marker_removed,
+        # upload_aborted, skipped (a refusal, e.g. a locked version), pass (passes finished).
+        self.lifecycle = Counter("rs3gw_lifecycle_events", "Lifecycle scanner actions and passes",
+                                 ["event"], registry=r)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._in_flight_now: Callable[[], int] | None = None
 

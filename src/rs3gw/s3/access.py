@@ -29,7 +29,8 @@ BUCKET_SCOPED = frozenset({
     "ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads", "HeadBucket",
     "GetBucketLocation", "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
     "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "DeleteBucket",
-    "GetBucketVersioning", "GetBucketAcl"})
+    "GetBucketVersioning", "GetBucketAcl", "GetBucketLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle"})
 # Operations on the service, or creating a bucket: any signed caller (anyone on an open gateway).
 _SERVICE_OPS = ("ListBuckets", "CreateBucket")
 

@@ -13,7 +13,7 @@ from .errors import S3Error
 
 # Sub-resources we recognise but do not implement: answered with NotImplemented, never
 # misrouted to a plain GET/PUT of the bucket or object.
-_UNSUPPORTED_BUCKET = ("cors", "lifecycle", "encryption", "replication", "website", "logging",
+_UNSUPPORTED_BUCKET = ("cors", "encryption", "replication", "website", "logging",
                        "notification", "accelerate", "requestPayment", "object-lock", "inventory",
                        "analytics", "metrics", "intelligent-tiering", "ownershipControls",
                        "publicAccessBlock", "policyStatus")
@@ -86,7 +86,7 @@ def _bucket_op(method: str, q: dict[str, str]) -> str:
         for sub, op in (("location", "GetBucketLocation"), ("tagging", "GetBucketTagging"),
                         ("policy", "GetBucketPolicy"), ("versioning", "GetBucketVersioning"),
                         ("uploads", "ListMultipartUploads"), ("versions", "ListObjectVersions"),
-                        ("acl", "GetBucketAcl")):
+                        ("acl", "GetBucketAcl"), ("lifecycle", "GetBucketLifecycleConfiguration")):
             if sub in q:
                 return op
         return "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
@@ -94,12 +94,14 @@ def _bucket_op(method: str, q: dict[str, str]) -> str:
         return "HeadBucket"
     if method == "PUT":
         for sub, op in (("tagging", "PutBucketTagging"), ("policy", "PutBucketPolicy"),
-                        ("versioning", "PutBucketVersioning"), ("acl", "PutBucketAcl")):
+                        ("versioning", "PutBucketVersioning"), ("acl", "PutBucketAcl"),
+                        ("lifecycle", "PutBucketLifecycleConfiguration")):
             if sub in q:
                 return op
         return "CreateBucket"
     if method == "DELETE":
-        for sub, op in (("tagging", "DeleteBucketTagging"), ("policy", "DeleteBucketPolicy")):
+        for sub, op in (("tagging", "DeleteBucketTagging"), ("policy", "DeleteBucketPolicy"),
+                        ("lifecycle", "DeleteBucketLifecycle")):
             if sub in q:
                 return op
         return "DeleteBucket"

@@ -181,6 +181,26 @@ def delete_key(txn: Txn, bucket: str, key: str, version_id: str | None,
     return versioning.delete_current(txn, bucket, key, current, mode, owner_id)
 
 
+def delete_if_unchanged(txn: Txn, bucket: str, key: str, version_id: str, etag: str,
+                        last_modified: float, current: bool, owner_id: str) -> DeleteResult | None:
+    """delete_key, if the version named is still as listed (judged in this transaction: nothing
+    comes between the check and the delete). ``current``: it must be the current version, and
+    goes as DeleteObject without a version id does; else by its id."""
+    require_bucket(txn.conn, bucket)
+    now = current_object(txn.conn, bucket, key)
+    found = now if current else versioning.get_version(txn.conn, bucket, key, version_id)
+    if (found is None or (found.version_id or versioning.NULL) != version_id
+            or found.etag != etag or found.last_modified != last_modified):
+        return None
+    if not current:
+        return versioning.delete_version(txn, bucket, key, version_id, now)
+    mode = versioning.state(txn.conn, bucket)
+    if mode is None:
+        delete_object(txn, bucket, key)
+        return DeleteResult()
+    return versioning.delete_current(txn, bucket, key, now, mode, owner_id)
+
+
 def delete_keys(txn: Txn, bucket: str, items: list[tuple[str, str | None]],
                 owner_id: str) -> list[DeleteResult]:
     require_bucket(txn.conn, bucket)

@@ -124,6 +124,18 @@ class ObjectStore(Protocol):
     async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
                              owner_id: str = "") -> list[DeleteResult]: ...
 
+    async def delete_if_unchanged(self, bucket: str, key: str, version_id: str, etag: str,
+                                  last_modified: float, *, current: bool, owner_id: str = "",
+                                  ) -> DeleteResult | None:
+        """A deletion made only if the version named is still as it was listed: the same id
+        ("null" for the null version), ETag ("" for a delete marker) and Last-Modified. With
+        ``current`` it must still be the key's current version, and the deletion is DeleteObject
+        without a version id (a delete marker where the bucket has versioning); without, that
+        version goes for good. None, with nothing done, if the version is not there as named.
+        Lifecycle uses it, so a version written after the scanner looked is never the one
+        deleted, and a repeated expiration finds a delete marker current and adds no second."""
+        ...
+
     async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
                               version_id: str | None = None) -> ObjectMeta: ...
 

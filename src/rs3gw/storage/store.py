@@ -588,6 +588,13 @@ class LocalStore:
         return await self._write(functools.partial(objects.delete_keys, bucket=bucket,
                                                    items=list(items), owner_id=owner_id))
 
+    async def delete_if_unchanged(self, bucket: str, key: str, version_id: str, etag: str,
+                                  last_modified: float, *, current: bool, owner_id: str = "",
+                                  ) -> DeleteResult | None:
+        return await self._write(functools.partial(
+            objects.delete_if_unchanged, bucket=bucket, key=key, version_id=version_id,
+            etag=etag, last_modified=last_modified, current=current, owner_id=owner_id))
+
     async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
                               version_id: str | None = None) -> ObjectMeta:
         return await self._write(functools.partial(objects.set_object_tags, bucket=bucket,

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from ...http.request import Response
 from ...storage import BucketInfo
 from ..common import Ctx
-from . import buckets, copy, delete, listing, multipart, objects, tagging
+from . import buckets, copy, delete, lifecycle, listing, multipart, objects, tagging
 
 # The bucket is None only for the operations that have none (ListBuckets, CreateBucket).
 HandlerFn = Callable[[Ctx, BucketInfo | None], Awaitable[Response]]
@@ -25,6 +25,9 @@ REGISTRY: dict[str, HandlerFn] = {
     "GetBucketPolicy": buckets.get_bucket_policy,
     "PutBucketPolicy": buckets.put_bucket_policy,
     "DeleteBucketPolicy": buckets.delete_bucket_policy,
+    "GetBucketLifecycleConfiguration": lifecycle.get_bucket_lifecycle_configuration,
+    "PutBucketLifecycleConfiguration": lifecycle.put_bucket_lifecycle_configuration,
+    "DeleteBucketLifecycle": lifecycle.delete_bucket_lifecycle,
     "GetBucketAcl": buckets.get_bucket_acl,
     "PutBucketAcl": buckets.put_acl,
     "PutObjectAcl": buckets.put_acl,

@@ -203,7 +203,7 @@ async def put_acl(ctx: Ctx, bucket: BucketInfo | None) -> Response:
 # for a bucket that never had it configured (tools such as Terraform probe them all); deleting
 # one is a no-op; setting one is NotImplemented, never silently ignored.
 _UNCONFIGURED: dict[str, str | bytes] = {
-    "cors": "NoSuchCORSConfiguration", "lifecycle": "NoSuchLifecycleConfiguration",
+    "cors": "NoSuchCORSConfiguration",
     "website": "NoSuchWebsiteConfiguration", "publicAccessBlock": "NoSuchPublicAccessBlockConfiguration",
     "encryption": "ServerSideEncryptionConfigurationNotFoundError",
     "replication": "ReplicationConfigurationNotFoundError",

@@ -1,6 +1,7 @@
 """CopyObject and the copy-source helpers UploadPartCopy shares."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -20,6 +21,7 @@ from ..common import (
     xml_response,
 )
 from ..errors import S3Error
+from ..lifecycle import expiration_headers
 from ..xml import document
 from .objects import check_read_conditions, new_version_headers, write_conditions
 
@@ -132,4 +134,6 @@ async def copy_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     return xml_response(document("CopyObjectResult", [
         ("LastModified", iso8601(lm)), ("ETag", quote_etag(meta.etag)),
         *[(f"Checksum{a.upper()}", v) for a, v in meta.checksums.items()]]),
-        headers=source.headers() + new_version_headers(meta))
+        headers=source.headers() + new_version_headers(meta)
+        + expiration_headers(bucket, dataclasses.replace(meta, last_modified=lm),
+                             ctx.config.lifecycle_day_s))

@@ -21,6 +21,7 @@ from ..common import (
 )
 from ..errors import S3Error
 from ..ingest import ingest
+from ..lifecycle import abort_headers, expiration_headers
 from ..xml import document, parse, text
 from .bodies import read_xml_body
 from .copy import load_copy_source
@@ -57,9 +58,9 @@ async def create_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Respon
         upload_id="", bucket=bucket.name, key=ctx.ep.key, initiated=0.0, owner_id=ctx.owner_id,
         headers=stored_headers(h), content_type=h.get("content-type"), checksum_algorithm=algo,
         checksum_type=ctype, tags=tags))
-    headers = []
+    headers = abort_headers(bucket, info, ctx.config.lifecycle_day_s)
     if algo:
-        headers = [("x-amz-checksum-algorithm", algo.upper()), ("x-amz-checksum-type", ctype or "")]
+        headers += [("x-amz-checksum-algorithm", algo.upper()), ("x-amz-checksum-type", ctype or "")]
     return xml_response(document("InitiateMultipartUploadResult", [
         ("Bucket", bucket.name), ("Key", ctx.ep.key), ("UploadId", info.upload_id)]), headers=headers)
 
@@ -206,7 +207,8 @@ async def complete_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Resp
         ("ETag", quote_etag(committed.etag)),
         *[(f"Checksum{a.upper()}", v) for a, v in meta.checksums.items()],
         ("ChecksumType", meta.checksum_type) if meta.checksums else None]),
-        headers=new_version_headers(committed))
+        headers=new_version_headers(committed)
+        + expiration_headers(bucket, committed, ctx.config.lifecycle_day_s))
 
 
 async def abort_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Response:

@@ -19,6 +19,7 @@ from ..common import (
 )
 from ..errors import S3Error
 from ..ingest import ingest
+from ..lifecycle import expiration_headers
 
 _OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
               "response-expires": "Expires", "response-cache-control": "Cache-Control",
@@ -71,7 +72,8 @@ async def put_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
         await ing.writer.abort()
         raise
     return empty_response(200, [("ETag", quote_etag(meta.etag))] + checksum_headers(meta)
-                          + new_version_headers(meta))
+                          + new_version_headers(meta)
+                          + expiration_headers(bucket, meta, ctx.config.lifecycle_day_s))
 
 
 def _object_headers(meta: ObjectMeta) -> list[tuple[str, str]]:
@@ -199,6 +201,8 @@ async def get_object(ctx: Ctx, bucket: BucketInfo | None, *, head: bool = False)
     h = ctx.req.headers
     check_read_conditions(h, meta)
     headers = _object_headers(meta) + version_headers(bucket, meta)
+    if ctx.q("versionId") is None:      # the current object: what its rules say
+        headers += expiration_headers(bucket, meta, ctx.config.lifecycle_day_s)
     size = meta.size
     rng: tuple[int, int] | None = None
     status = 200
