@@ -10,6 +10,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import __version__, checksums
@@ -123,7 +124,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
         cluster_note = (f" cluster=node:{node.node_id},mode:{node.cfg.replication_mode},"
                         f"factor:{node.cfg.replication_factor},"
                         f"peer_port:{node.membership.local.address[1]}")
-    scanner = _lifecycle_scanner(cfg, front, metrics, seat)
+    scanner = _lifecycle_scanner(cfg, front, metrics, seat,
+                                 node.topology.acts_for if node is not None else every_key)
     if scanner is not None:
         scanner.start()
     admin.ready = True
@@ -161,16 +163,18 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None,
 
 
 def _lifecycle_scanner(cfg: Config, store: ObjectStore, metrics: Metrics,
-                       seat: WorkerSeat | None) -> Scanner | None:
+                       seat: WorkerSeat | None,
+                       acts_for: Callable[[str, str], bool]) -> Scanner | None:
     """The lifecycle scanner over the store S3 uses (in cluster mode the ClusterStore, so what
     it deletes replicates). Worker processes share one storage root: only worker 1 scans.
-    Cluster mode: every node acts on every key until the cluster gives its own predicate (the
-    actions are conditional on what they find, so a second node's try changes nothing)."""
+    Cluster mode: each node acts only for the keys whose first live replica it is
+    (Topology.acts_for); the actions are conditional on what they find, so a second node's try
+    during a membership change changes nothing."""
     if seat is not None and seat.index != 1:       # workers count from 1 (rs3gw.workers)
         return None
     cursor = CursorFile(cfg.storage_root / ".rs3gw" / "lifecycle-cursor.json", durable=cfg.fsync)
     return Scanner(store, cursor, day_s=cfg.lifecycle_day_s, rate=cfg.lifecycle_rate,
-                   interval_s=cfg.lifecycle_pass_interval_s, acts_for=every_key,
+                   interval_s=cfg.lifecycle_pass_interval_s, acts_for=acts_for,
                    observe=lambda event, n: metrics.lifecycle.labels(event).inc(n))
 
 

@@ -288,3 +288,43 @@ def test_anti_entropy_repairs_versions_a_lost_queue_never_delivered(tmp_path: Pa
              60, "anti-entropy to bring node 2 every version and the version's delete")
     finally:
         c.stop_all()
+
+
+def _lifecycle_count(c: ClusterProcs, i: int, event: str) -> float:
+    text = c.nodes[i].raw("GET", "/metrics")[2].decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("rs3gw_lifecycle_events_total{") and f'event="{event}"' in line)
+
+
+def test_lifecycle_acts_once_per_key_across_the_cluster(tmp_path: Path) -> None:
+    # Factor 2 of 3: every node lists every key (merged listings), one node acts for each.
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=2,
+                     extra_env={"RS3GW_LIFECYCLE_DAY_SECONDS": "1"})
+    try:
+        c.start()
+        s0 = c.client(0)
+        s0.create_bucket(Bucket="lcv")
+        _enable(c, "lcv")
+        keys = [f"obj-{j}" for j in range(24)]
+        for j, k in enumerate(keys):
+            c.client(j % 3).put_object(Bucket="lcv", Key=k, Body=os.urandom(200))
+        s0.put_bucket_lifecycle_configuration(Bucket="lcv", LifecycleConfiguration={"Rules": [
+            {"ID": "expire", "Filter": {"Prefix": "obj-"}, "Status": "Enabled",
+             "Expiration": {"Days": 1}}]})
+
+        def expired() -> bool:
+            listed = c.client(1).list_object_versions(Bucket="lcv")
+            return len(listed.get("DeleteMarkers", [])) >= len(keys)
+        wait(expired, 60, "every key to expire")
+        wait(lambda: _drained(c, [0, 1, 2]), 30, "replication to drain")
+        for i in range(3):
+            listed = c.client(i).list_object_versions(Bucket="lcv")
+            markers = listed.get("DeleteMarkers", [])
+            # Exactly one marker per key: one node acted for each, and acting twice adds none.
+            assert sorted(m["Key"] for m in markers) == sorted(keys), i
+            assert all(m["IsLatest"] for m in markers)
+            assert sorted(v["Key"] for v in listed["Versions"]) == sorted(keys)
+            assert "Contents" not in c.client(i).list_objects_v2(Bucket="lcv")
+        assert sum(_lifecycle_count(c, i, "expired") for i in range(3)) == len(keys)
+    finally:
+        c.stop_all()

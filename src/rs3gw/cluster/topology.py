@@ -47,6 +47,12 @@ class Topology:
     def replicas(self, bucket: str, key: str) -> list[str]:
         return self._placement.replicas(bucket, key)
 
+
+    def acts_for(self, bucket: str, key: str) -> bool:
+        """This node is the key's first live replica: the one node that runs background work
+        for it (lifecycle), so exactly one acts while the membership view agrees."""
+        live = [n for n in self.replicas(bucket, key) if self.live(n)]
+        return bool(live) and live[0] == self.node_id
     def others(self) -> list[str]:
         """Every other member that is not leaving (bucket-level state goes to all of them)."""
         return [m.node_id for m in self._membership.members()
