@@ -1,6 +1,8 @@
 """Crash-test workload: writes, overwrites, deletes and completes multipart uploads in a loop on a
 durable LocalStore until it is SIGKILLed. Run as: crash_writer.py ROOT LOG SEQ_BASE SEED, with
-RS3GW_IO_BACKEND (uring|threads) choosing the I/O backend.
+RS3GW_IO_BACKEND (uring|threads) choosing the I/O backend. With RS3GW_CRASH_VERSIONED=1 the
+bucket has versioning Enabled and the operations are new versions, delete markers and deletes
+of one version by id (``_one_versioned_op``).
 
 Every operation appends "B\\t<key>\\t<kind>\\t<seq>\\t<data_seq>" to LOG before it starts and
 "A\\t<key>\\t<seq>" once it returned, so the checker knows what was acknowledged and what was in
@@ -100,6 +102,43 @@ async def _one_op(store: object, log_fd: int, key: str, seq: int, rnd: random.Ra
     os.write(log_fd, f"A\t{key}\t{seq}\n".encode())
 
 
+async def _one_versioned_op(store: object, log_fd: int, key: str, seq: int, rnd: random.Random,
+                            mine: dict[str, list[str]]) -> None:
+    """Log lines: "B key kind seq target" before (target: the version id a "delv" deletes, "-"
+    otherwise), "A key seq version-id" after. ``mine``: the ids this worker saw acknowledged."""
+    from rs3gw.storage import ObjectMeta, UploadInfo
+
+    s = store
+    ids = mine.setdefault(key, [])
+    kind = rnd.choices(["put", "marker", "delv"], weights=[65, 15, 20])[0]
+    if kind == "delv" and not ids:
+        kind = "put"
+    target = ids.pop(rnd.randrange(len(ids))) if kind == "delv" else "-"
+    os.write(log_fd, f"B\t{key}\t{kind}\t{seq}\t{target}\n".encode())
+    headers = {"x-amz-meta-data-seq": str(seq), "x-amz-meta-rev": str(seq)}
+    if kind == "delv":
+        res = await s.delete_object(BUCKET, key, target)  # type: ignore[attr-defined]
+        vid = target
+    elif kind == "marker":
+        res = await s.delete_object(BUCKET, key, owner_id="o")  # type: ignore[attr-defined]
+        vid = res.version_id
+    elif seq % 5 != 0:
+        meta = ObjectMeta(BUCKET, key, "", 0, version_etag(key, seq), 0, headers=headers)
+        await s.put_object(meta, await _write(s, version_parts(key, seq)[0]))  # type: ignore[attr-defined]
+        vid = meta.version_id
+    else:
+        up = await s.create_upload(UploadInfo("", BUCKET, key, 0, "o"))  # type: ignore[attr-defined]
+        parts = version_parts(key, seq)
+        for pn, p in enumerate(parts, 1):
+            await s.put_part(BUCKET, up.upload_id, pn, await _write(s, p), {})  # type: ignore[attr-defined]
+        meta = ObjectMeta(BUCKET, key, "", 0, version_etag(key, seq), 0, headers=headers)
+        done = await s.complete_upload(BUCKET, up.upload_id, meta, list(range(1, len(parts) + 1)))  # type: ignore[attr-defined]
+        vid = done.version_id
+    if kind != "delv":
+        ids.append(vid)
+    os.write(log_fd, f"A\t{key}\t{seq}\t{vid}\n".encode())
+
+
 async def main(root: str, log_path: str, seq_base: int, seed: int) -> None:
     from rs3gw._core.directio import select_backend
     from rs3gw.storage import BucketExists, LocalStore
@@ -108,18 +147,26 @@ async def main(root: str, log_path: str, seq_base: int, seed: int) -> None:
     backend, _ = select_backend()  # RS3GW_IO_BACKEND from the test
     store = LocalStore(root, durable=True, io_backend=backend)
     await store.open()
+    versioned = os.environ.get("RS3GW_CRASH_VERSIONED") == "1"
     try:
         await store.create_bucket(BUCKET, "o", "r")
     except BucketExists:
         pass
+    if versioned:
+        from rs3gw.storage import VERSIONING
+        await store.set_bucket_config(BUCKET, VERSIONING, b"Enabled")
     os.write(log_fd, b"R\n")
     rnd = random.Random(seed)
+    mine: dict[str, list[str]] = {}
 
     async def worker(w: int) -> None:
         seq = seq_base + w * 10_000
         wr = random.Random(rnd.random())
         while True:
             seq += 1
+            if versioned:
+                await _one_versioned_op(store, log_fd, wr.choice(worker_keys(w)), seq, wr, mine)
+                continue
             await _one_op(store, log_fd, wr.choice(worker_keys(w)), seq, wr)
             # Now and then an upload left behind unfinished, its parts still referenced.
             if wr.random() < 0.05:

@@ -86,7 +86,7 @@ def _check_files(root: Path) -> int:
     try:
         referenced = {vid for (vid,) in db.execute("SELECT vid FROM parts")}
         inline: set[str] = set()
-        for (blob,) in db.execute("SELECT meta FROM objects"):
+        for (blob,) in db.execute("SELECT meta FROM objects UNION ALL SELECT meta FROM versions"):
             for seg in msgpack.unpackb(blob)["segments"]:
                 (inline if seg[4:5] == [True] else referenced).add(seg[0])
         stored_inline = {vid for (vid,) in db.execute("SELECT vid FROM inline_data")}
@@ -146,3 +146,116 @@ def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path, kind: str) -> None:
     # The workload did real work between kills (not just start-up), inline objects included.
     assert acked_total > ROUNDS
     assert inline_seen > 0
+
+
+# --- versioned bucket -------------------------------------------------------------------------
+
+Versions = dict[str, set[str]]      # key -> the version ids (delete markers too) it holds
+
+
+def parse_versioned_log(text: str, known: Versions) -> tuple[Versions, dict[str, tuple[str, int, str]]]:
+    """What each key must hold after its acknowledged operations, and the operation still in
+    flight per key when the process died: (kind, seq, target version id)."""
+    present = {k: set(v) for k, v in known.items()}
+    begun: dict[str, tuple[str, int, str]] = {}
+    for line in text.splitlines():
+        f = line.split("\t")
+        if f[0] == "B":
+            begun[f[1]] = (f[2], int(f[3]), f[4])
+        elif f[0] == "A":
+            key, seq, vid = f[1], int(f[2]), f[3]
+            kind, bseq, target = begun.pop(key)
+            assert bseq == seq
+            if kind == "delv":
+                present.setdefault(key, set()).discard(target)
+            else:
+                present.setdefault(key, set()).add(vid)
+    return present, begun
+
+
+async def _check_versions(root: Path, present: Versions,
+                          inflight: dict[str, tuple[str, int, str]], kind: str) -> Versions:
+    backend, _ = select_backend(kind)
+    store = LocalStore(root, durable=True, io_backend=backend)
+    await store.open()
+    actual: Versions = {}
+    try:
+        entries = []
+        marker, vmarker = "", ""
+        while True:
+            page = await store.list_object_versions(BUCKET, key_marker=marker,
+                                                    version_id_marker=vmarker, max_keys=7)
+            entries += page.entries
+            if not page.is_truncated:
+                break
+            marker, vmarker = page.next_key_marker or "", page.next_version_id_marker or ""
+        for key in all_keys():
+            mine = [e for e in entries if e.key == key]
+            ids = {e.version_id for e in mine}
+            assert len(ids) == len(mine), f"{key}: a version listed twice"
+            want = present.get(key, set())
+            op = inflight.get(key)
+            may_go = {op[2]} if op is not None and op[0] == "delv" else set()
+            assert want - may_go <= ids, (key, "acknowledged versions lost", want - ids)
+            extra = ids - want
+            assert len(extra) <= 1 and (not extra or (op is not None and op[0] != "delv")), \
+                (key, "versions nobody wrote", extra, op)
+            for e in mine:
+                meta = await store.get_object(BUCKET, key, e.version_id)
+                assert meta is not None and meta.delete_marker == e.delete_marker
+                if e.version_id in extra:
+                    assert op is not None and (op[0] == "marker") == e.delete_marker, (key, op)
+                    if not e.delete_marker:
+                        assert int(meta.headers["x-amz-meta-rev"]) == op[1]
+                if e.delete_marker:
+                    continue
+                seq = int(meta.headers["x-amz-meta-data-seq"])
+                body = b"".join([c async for c in await store.open_reader(meta)])
+                assert body == b"".join(version_parts(key, seq)), (key, e.version_id)
+                assert meta.etag == version_etag(key, seq)
+            current = await store.get_object(BUCKET, key)
+            if mine and not mine[0].delete_marker:
+                assert current is not None and current.version_id == mine[0].version_id
+                assert [e.is_latest for e in mine] == [True] + [False] * (len(mine) - 1)
+            else:
+                assert current is None or current.delete_marker, key
+            actual[key] = ids
+    finally:
+        await store.close()
+        await backend.aclose()
+    return actual
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_every_version_whole_or_absent(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    rnd = random.Random(4321)
+    known: Versions = {}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
+           "RS3GW_CRASH_VERSIONED": "1"}
+    acked_total = 0
+    for rnd_no in range(ROUNDS // 2):
+        log = tmp_path / f"log{rnd_no}"
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "crash_writer.py"), str(root), str(log),
+             str((rnd_no + 1) * 100_000), str(rnd.randrange(1 << 30))],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_ready(log, proc, time.monotonic() + 20)
+            time.sleep(rnd.uniform(0.05, 0.5))
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+        text = log.read_text()
+        acked_total += text.count("\nA\t")
+        present, inflight = parse_versioned_log(text, known)
+        known = asyncio.run(_check_versions(root, present, inflight, "uring"))
+        _check_files(root)
+    assert acked_total > ROUNDS // 2
+    assert sum(len(v) for v in known.values()) > len(all_keys()), "versions piled up"
