@@ -22,6 +22,7 @@ from rs3gw.storage import (
     StorageError,
     WriteResult,
 )
+from rs3gw.storage.datafiles import DataLayout, _VidSource, new_vid
 
 # The I/O backend run_store gives its store; set per test by the autouse `io_kind` fixture (import
 # it into another test module to parametrize that module too).
@@ -423,7 +424,7 @@ def test_recovery_finishes_renames_and_gc(tmp_path: Path) -> None:
     (keep_vid,) = db.execute("SELECT vid FROM objects WHERE key='keep'").fetchone()
     (drop_vid,) = db.execute("SELECT vid FROM objects WHERE key='drop'").fetchone()
     # keep: move its file back to tmp/ with a pending rename; drop: delete the row, leave a gc row.
-    obj = base / "objects" / keep_vid[:2] / keep_vid[2:4] / keep_vid
+    obj = Path(DataLayout(tmp_path, durable=True).object_path(keep_vid))
     os.rename(obj, base / "tmp" / keep_vid)
     db.execute("INSERT INTO renames(vid) VALUES (?)", (keep_vid,))
     db.execute("DELETE FROM objects WHERE key='drop'")
@@ -467,3 +468,20 @@ def test_cancelled_commit_keeps_its_data(tmp_path: Path) -> None:
 
     run_store(tmp_path, body)
     assert len(data_files(tmp_path)) == 1
+
+
+def test_data_ids_sort_by_time_and_fan_out(tmp_path: Path) -> None:
+    # Metadata b-trees keyed by vid take appends, not random inserts; files still spread.
+    source = _VidSource()        # a fresh counter: no wrap of its low 16 bits in 5000 ids
+    ids = [source() for _ in range(5000)] + [new_vid()]
+    assert len(set(ids)) == len(ids)
+    assert all(len(v) == 33 and v[0] == "t" and DataLayout.check_vid(v) == v for v in ids)
+    assert ids[:5000] == sorted(ids[:5000])         # time, then the counter within one ms
+    layout = DataLayout(tmp_path, durable=False)
+    dirs = {layout.object_dir(v) for v in ids}
+    assert len(dirs) > 1000
+    # Ids of the earlier form stay valid where they always were.
+    old = "0123456789abcdef" * 2
+    assert layout.object_path(old) == str(tmp_path / ".rs3gw" / "objects" / "01" / "23" / old)
+    with pytest.raises(ValueError):
+        DataLayout.check_vid("t" + "0" * 31)
