@@ -319,3 +319,23 @@ def test_a_retention_racing_a_delete_is_judged_in_commit_order(env: Env) -> None
                 outcomes.add("deleted")
         assert outcomes == {"retained", "deleted"}
     loop.run_until_complete(main())
+
+
+def test_lifecycle_deletion_meets_the_same_lock(env: Env) -> None:
+    """The lifecycle scanner deletes through delete_if_unchanged: a locked noncurrent version
+    refuses (the scanner counts it skipped); expiring the current one only adds a marker."""
+    loop, store = env
+
+    async def main() -> None:
+        b = await _bucket(store)
+        old = await _put(store, b, "k", b"old", mode="GOVERNANCE", until=_now_ms() + 3_600_000)
+        cur = await _put(store, b, "k", b"current", hold=True)
+        with pytest.raises(ObjectLocked):
+            await store.delete_if_unchanged(b, "k", old.version_id or "", old.etag,
+                                            old.last_modified, current=False)
+        done = await store.delete_if_unchanged(b, "k", cur.version_id or "", cur.etag,
+                                               cur.last_modified, current=True)
+        assert done is not None and done.delete_marker
+        for m in (old, cur):
+            assert await store.get_object(b, "k", m.version_id) is not None
+    loop.run_until_complete(main())
