@@ -1,6 +1,7 @@
 """Third-party clients: aws-cli (s3 and s3api), rclone and s3cmd against a real server."""
 from __future__ import annotations
 
+import datetime as dt
 import filecmp
 import json
 import os
@@ -241,6 +242,31 @@ def test_awscli_s3api_versions(awscli_env: tuple[AwsCli, str, Any], tmp_path: Pa
     missing = aws("s3api", "get-object", "--bucket", bucket, "--key", "doc", str(out), check=False)
     assert missing.returncode != 0 and "NoSuchKey" in missing.stderr
 
+
+
+def test_awscli_s3api_object_retention(awscli_env: tuple[AwsCli, str, Any], tmp_path: Path) -> None:
+    aws, bucket, _client = awscli_env
+    aws("s3api", "put-bucket-versioning", "--bucket", bucket,
+        "--versioning-configuration", "Status=Enabled")
+    aws("s3api", "put-object-lock-configuration", "--bucket", bucket,
+        "--object-lock-configuration", '{"ObjectLockEnabled": "Enabled"}')
+    f = tmp_path / "doc"
+    f.write_bytes(b"retained")
+    vid = json.loads(aws("s3api", "put-object", "--bucket", bucket, "--key", "doc",
+                         "--body", str(f)).stdout)["VersionId"]
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(microsecond=0)
+    aws("s3api", "put-object-retention", "--bucket", bucket, "--key", "doc", "--version-id", vid,
+        "--retention", json.dumps({"Mode": "GOVERNANCE",
+                                   "RetainUntilDate": until.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    got = json.loads(aws("s3api", "get-object-retention", "--bucket", bucket, "--key", "doc",
+                         "--version-id", vid).stdout)["Retention"]
+    assert got["Mode"] == "GOVERNANCE"
+    assert dt.datetime.fromisoformat(got["RetainUntilDate"]) == until
+    refused = aws("s3api", "delete-object", "--bucket", bucket, "--key", "doc", "--version-id", vid,
+                  check=False)
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    aws("s3api", "delete-object", "--bucket", bucket, "--key", "doc", "--version-id", vid,
+        "--bypass-governance-retention")
 
 @pytest.mark.clients
 def test_rclone_lists_and_reads_old_versions(http_server: ServerProcess, make_bucket: Any,

@@ -32,6 +32,12 @@ from rs3gw.s3.router import route
     ("DELETE", "/b/k", "uploadId=u", "AbortMultipartUpload"),
     ("GET", "/b/k", "uploadId=u", "ListParts"),
     ("PUT", "/b/k", "tagging", "PutObjectTagging"),
+    ("PUT", "/b", "object-lock", "PutObjectLockConfiguration"),
+    ("GET", "/b", "object-lock", "GetObjectLockConfiguration"),
+    ("PUT", "/b/k", "retention&versionId=v", "PutObjectRetention"),
+    ("GET", "/b/k", "retention", "GetObjectRetention"),
+    ("PUT", "/b/k", "legal-hold", "PutObjectLegalHold"),
+    ("GET", "/b/k", "legal-hold&versionId=v", "GetObjectLegalHold"),
 ])
 def test_operations(method: str, path: str, query: str, op: str) -> None:
     assert route(method, path, query, "localhost:9000", None).op == op
@@ -66,3 +72,14 @@ def test_post_object_level_without_sub_resource() -> None:
     with pytest.raises(S3Error) as e:
         route("POST", "/b/k", "", "h", None)
     assert e.value.status == 405
+
+
+@pytest.mark.parametrize("method,path,query", [
+    ("DELETE", "/b", "object-lock"), ("DELETE", "/b/k", "retention"),
+    ("POST", "/b/k", "legal-hold"), ("HEAD", "/b/k", "retention"),
+])
+def test_lock_sub_resources_take_only_get_and_put(method: str, path: str, query: str) -> None:
+    # Never the plain DELETE/POST of the bucket or object (DELETE /b/k?retention deleting k).
+    with pytest.raises(S3Error) as e:
+        route(method, path, query, "h", None)
+    assert e.value.code == "MethodNotAllowed"

@@ -29,6 +29,7 @@ from typing import Any
 
 from rs3gw.storage import (
     NULL_VERSION,
+    OBJECT_LOCK,
     VERSIONING,
     BucketInfo,
     DeleteResult,
@@ -44,6 +45,7 @@ from rs3gw.storage import (
     ReplicaStore,
     StorageError,
     Unavailable,
+    Unsupported,
     UploadInfo,
     VersionEntry,
     VersionIsDeleteMarker,
@@ -110,6 +112,10 @@ class ClusterStore:
         await self._buckets.delete_bucket(name)
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
+        if kind == OBJECT_LOCK:
+            # Retention and legal holds are not replicated or enforced across nodes yet: no
+            # bucket here gets object lock, rather than one only some nodes would honour.
+            raise Unsupported("object lock is not available in cluster mode yet")
         await self._buckets.set_bucket_config(bucket, kind, value)
 
     async def _mode(self, bucket: str) -> str | None:
@@ -321,7 +327,7 @@ class ClusterStore:
             raise
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
-                            owner_id: str = "") -> DeleteResult:
+                            owner_id: str = "", bypass_governance: bool = False) -> DeleteResult:
         mode = await self._mode(bucket)
         if mode is None:
             if version_id not in (None, NULL_VERSION):
@@ -391,7 +397,8 @@ class ClusterStore:
         return newest.meta
 
     async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
-                             owner_id: str = "") -> list[DeleteResult]:
+                             owner_id: str = "", bypass_governance: bool = False,
+                             ) -> list[DeleteResult]:
         if await self.local.get_bucket(bucket) is None:
             raise NoSuchBucket(bucket)
         return [await self.delete_object(bucket, k, v) for k, v in items]
@@ -423,6 +430,15 @@ class ClusterStore:
                                    segments=list(newest.meta.segments))
         await self._put_local_first(meta, None, None, False)
         return meta
+
+    async def set_object_retention(self, bucket: str, key: str, version_id: str | None,
+                                   mode: str | None, until_ms: int | None, *,
+                                   bypass_governance: bool = False) -> ObjectMeta:
+        raise Unsupported("object lock is not available in cluster mode yet")
+
+    async def set_object_legal_hold(self, bucket: str, key: str, version_id: str | None,
+                                    on: bool) -> ObjectMeta:
+        raise Unsupported("object lock is not available in cluster mode yet")
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ BUCKET_SCOPED = frozenset({
     "GetBucketLocation", "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
     "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "DeleteBucket",
     "GetBucketVersioning", "GetBucketAcl", "GetBucketLifecycleConfiguration",
-    "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle"})
+    "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle", "GetObjectLockConfiguration",
+    "PutObjectLockConfiguration"})
 # Operations on the service, or creating a bucket: any signed caller (anyone on an open gateway).
 _SERVICE_OPS = ("ListBuckets", "CreateBucket")
 
@@ -84,6 +85,15 @@ class AccessControl:
                                           or caller.who.user_id == bucket.owner_id):
             return      # checked key by key in the handler, so per-key policies apply
         self.check_access(caller, bucket, op, key)
+
+    def allows(self, caller: Caller, bucket: BucketInfo, op: str, key: str | None) -> bool:
+        """check_access as a question: may the caller also do ``op`` (the governance bypass,
+        seeing an object's lock headers)?"""
+        try:
+            self.check_access(caller, bucket, op, key)
+        except S3Error:
+            return False
+        return True
 
     def check_access(self, caller: Caller, bucket: BucketInfo, op: str, key: str | None,
                      action: str | None = None) -> None:

@@ -156,6 +156,14 @@ def _storage_to_s3(e: storage.StorageError, resource: str) -> S3Error:
     if isinstance(e, storage.VersionIsDeleteMarker):
         return S3Error("MethodNotAllowed", "The specified method is not allowed against a delete "
                                            "marker.", resource=resource)
+    if isinstance(e, storage.ObjectLocked):
+        return S3Error("AccessDenied", "Access Denied because object protected by object lock.",
+                       resource=resource)
+    if isinstance(e, storage.ObjectLockNotEnabled):
+        return S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration",
+                       resource=resource)
+    if isinstance(e, storage.InvalidBucketState):
+        return S3Error("InvalidBucketState", str(e) or None, resource=resource)
     if isinstance(e, storage.Unsupported):
         return S3Error("NotImplemented", str(e) or None, resource=resource)
     log.exception("unmapped storage error")

@@ -78,6 +78,8 @@ ERRORS: dict[str, tuple[int, str]] = {
                                                   "bucket")),
     "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found"),
     "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchObjectLockConfiguration": (404, ("The specified object does not have a ObjectLock "
+                                            "configuration")),
     "NoSuchTagSet": (404, "The TagSet does not exist"),
     "NoSuchUpload": (404, ("The specified upload does not exist. The upload ID may be invalid, or the "
                           "upload may have been aborted or completed.")),

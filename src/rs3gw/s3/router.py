@@ -14,10 +14,14 @@ from .errors import S3Error
 # Sub-resources we recognise but do not implement: answered with NotImplemented, never
 # misrouted to a plain GET/PUT of the bucket or object.
 _UNSUPPORTED_BUCKET = ("cors", "encryption", "replication", "website", "logging",
-                       "notification", "accelerate", "requestPayment", "object-lock", "inventory",
+                       "notification", "accelerate", "requestPayment", "inventory",
                        "analytics", "metrics", "intelligent-tiering", "ownershipControls",
                        "publicAccessBlock", "policyStatus")
-_UNSUPPORTED_OBJECT = ("retention", "legal-hold", "torrent", "restore", "select", "attributes")
+_UNSUPPORTED_OBJECT = ("torrent", "restore", "select", "attributes")
+# Sub-resources only read and written whole: any other method is refused, never taken for the
+# plain DELETE/POST of the bucket or object (which would delete it).
+_GET_PUT_BUCKET = {"object-lock": "ObjectLockConfiguration"}
+_GET_PUT_OBJECT = {"retention": "ObjectRetention", "legal-hold": "ObjectLegalHold"}
 
 
 @dataclass
@@ -82,6 +86,9 @@ def _bucket_op(method: str, q: dict[str, str]) -> str:
     for sub in _UNSUPPORTED_BUCKET:
         if sub in q:
             return "Unsupported"
+    got = _get_put(method, q, _GET_PUT_BUCKET)
+    if got is not None:
+        return got
     if method == "GET":
         for sub, op in (("location", "GetBucketLocation"), ("tagging", "GetBucketTagging"),
                         ("policy", "GetBucketPolicy"), ("versioning", "GetBucketVersioning"),
@@ -114,6 +121,9 @@ def _object_op(method: str, q: dict[str, str]) -> str:
     for sub in _UNSUPPORTED_OBJECT:
         if sub in q:
             return "Unsupported"
+    got = _get_put(method, q, _GET_PUT_OBJECT)
+    if got is not None:
+        return got
     if method in ("GET", "HEAD"):
         if method == "GET" and "uploadId" in q:
             return "ListParts"
@@ -142,3 +152,12 @@ def _object_op(method: str, q: dict[str, str]) -> str:
         if "uploadId" in q:
             return "CompleteMultipartUpload"
     raise S3Error("MethodNotAllowed")
+
+
+def _get_put(method: str, q: dict[str, str], subs: dict[str, str]) -> str | None:
+    for sub, name in subs.items():
+        if sub in q:
+            if method in ("GET", "PUT"):
+                return ("Get" if method == "GET" else "Put") + name
+            raise S3Error("MethodNotAllowed")
+    return None

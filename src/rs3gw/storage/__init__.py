@@ -10,6 +10,9 @@ What it offers (everything another package may import; the submodules are the en
   ``NULL_VERSION``, ``valid_version_id``; versions and delete markers through the ObjectStore.
   In cluster mode each version is a stamped item of its own: ``VERSION_KIND``, named by
   ``version_item(key, version_id)`` and split back by ``split_item``.
+- Object lock: ``OBJECT_LOCK`` (the bucket config kind), ``LockConfig`` (its value),
+  ``LOCK_MODES``, the errors ``ObjectLocked``, ``ObjectLockNotEnabled``, ``InvalidBucketState``;
+  retention and legal holds through the ObjectStore, enforced in its write transactions.
 - ``check_conditions``: the If-Match / If-None-Match rule, for stores that judge a conditional
   write against a version they found elsewhere (the cluster's newest copy).
 - ``write_transaction``, ``savepoint_each``, ``fsync_dir``: the durability helpers, for other
@@ -18,6 +21,14 @@ What it offers (everything another package may import; the submodules are the en
 from rs3gw.storage.datafiles import ObjectWriter, fsync_dir
 from rs3gw.storage.metadb import savepoint_each, write_transaction
 from rs3gw.storage.multipart import InvalidPart
+from rs3gw.storage.objectlock import KIND as OBJECT_LOCK
+from rs3gw.storage.objectlock import MODES as LOCK_MODES
+from rs3gw.storage.objectlock import (
+    InvalidBucketState,
+    LockConfig,
+    ObjectLocked,
+    ObjectLockNotEnabled,
+)
 from rs3gw.storage.objects import check_conditions
 from rs3gw.storage.protocols import (
     Judge,
@@ -61,24 +72,30 @@ from rs3gw.storage.versioning import parse_id as parse_version_id
 from rs3gw.storage.versioning import valid_id as valid_version_id
 
 __all__ = [
+    "LOCK_MODES",
     "NULL_VERSION",
     "OBJECT_KINDS",
+    "OBJECT_LOCK",
     "VERSIONING",
     "VERSION_KIND",
     "BucketExists",
     "BucketInfo",
     "BucketNotEmpty",
     "DeleteResult",
+    "InvalidBucketState",
     "InvalidPart",
     "Json",
     "Judge",
     "ListEntry",
     "ListPage",
     "LocalStore",
+    "LockConfig",
     "NoSuchBucket",
     "NoSuchKey",
     "NoSuchUpload",
     "NoSuchVersion",
+    "ObjectLockNotEnabled",
+    "ObjectLocked",
     "ObjectMeta",
     "ObjectSink",
     "ObjectStore",

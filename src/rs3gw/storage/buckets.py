@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rs3gw.storage import versioning
+from rs3gw.storage import objectlock, versioning
 from rs3gw.storage.metadb import Txn
 from rs3gw.storage.multipart import abort_bucket_uploads
 from rs3gw.storage.objects import require_bucket
@@ -53,6 +53,11 @@ def delete_bucket(txn: Txn, name: str) -> None:
 
 def set_bucket_config(txn: Txn, bucket: str, kind: str, value: bytes | None) -> None:
     require_bucket(txn.conn, bucket)
+    if kind in (objectlock.KIND, versioning.STATE_KIND):
+        # Decided here, in the transaction: no concurrent write slips between check and change.
+        locked = txn.conn.execute("SELECT 1 FROM bucket_configs WHERE bucket = ? AND kind = ?",
+                                  (bucket, objectlock.KIND)).fetchone() is not None
+        objectlock.check_bucket_config(kind, value, versioning.state(txn.conn, bucket), locked)
     if value is None:
         txn.conn.execute("DELETE FROM bucket_configs WHERE bucket = ? AND kind = ?",
                          (bucket, kind))

@@ -107,6 +107,7 @@ def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
     }
     if m.version_id is not None:
         meta["version_id"] = m.version_id
+    _encode_lock(meta, m.lock_mode, m.lock_until_ms, m.legal_hold)
     return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta),
             m.owner_id, ",".join(m.checksums))
 
@@ -126,7 +127,17 @@ def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
         checksum_type=meta["checksum_type"], tags=meta["tags"],
         segments=[Segment(*seg) for seg in meta["segments"]],
         parts_count=meta["parts_count"], owner_id=meta["owner_id"],
-        version_id=meta.get("version_id"))
+        version_id=meta.get("version_id"), lock_mode=meta.get("lock_mode"),
+        lock_until_ms=meta.get("lock_until_ms"), legal_hold=meta.get("legal_hold"))
+
+
+def _encode_lock(meta: dict[str, Any], mode: str | None, until_ms: int | None,
+                 legal_hold: bool | None) -> None:
+    # Only when set: rows without object lock (all of them before it existed) stay as they were.
+    if mode is not None:
+        meta["lock_mode"], meta["lock_until_ms"] = mode, until_ms
+    if legal_hold is not None:
+        meta["legal_hold"] = legal_hold
 
 
 def decode_object_summary(blob: bytes) -> tuple[str, list[str]]:
@@ -141,6 +152,7 @@ UPLOAD_COLUMNS = "upload_id, bucket, key, initiated, owner_id, content_type, met
 def encode_upload(u: UploadInfo) -> tuple[Any, ...]:
     meta = {"headers": u.headers, "checksum_algorithm": u.checksum_algorithm,
             "checksum_type": u.checksum_type, "tags": u.tags}
+    _encode_lock(meta, u.lock_mode, u.lock_until_ms, u.legal_hold)
     return (u.upload_id, u.bucket, u.key, u.initiated, u.owner_id, u.content_type, _pack(meta))
 
 
@@ -150,7 +162,9 @@ def decode_upload(row: tuple[Any, ...]) -> UploadInfo:
     return UploadInfo(upload_id=upload_id, bucket=bucket, key=key, initiated=initiated,
                       owner_id=owner_id, headers=meta["headers"], content_type=content_type,
                       checksum_algorithm=meta["checksum_algorithm"],
-                      checksum_type=meta["checksum_type"], tags=meta["tags"])
+                      checksum_type=meta["checksum_type"], tags=meta["tags"],
+                      lock_mode=meta.get("lock_mode"), lock_until_ms=meta.get("lock_until_ms"),
+                      legal_hold=meta.get("legal_hold"))
 
 
 PART_COLUMNS = "part_number, vid, size, etag, last_modified, checksums"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rs3gw.storage import versioning
+from rs3gw.storage import objectlock, versioning
 from rs3gw.storage.metadb import OBJECT_COLUMNS, OBJECT_INSERT, Txn, decode_object, encode_object
 from rs3gw.storage.types import (
     DeleteResult,
@@ -167,13 +167,15 @@ def delete_objects(txn: Txn, bucket: str, keys: list[str]) -> list[ObjectMeta | 
 
 
 def delete_key(txn: Txn, bucket: str, key: str, version_id: str | None,
-               owner_id: str) -> DeleteResult:
-    """S3's DeleteObject: with a version id that version goes; without one the object goes
-    (unversioned) or a delete marker is added (storage/versioning.py)."""
+               owner_id: str, bypass_governance: bool = False) -> DeleteResult:
+    """S3's DeleteObject: with a version id that version goes (unless object lock keeps it:
+    storage/objectlock.py); without one the object goes (unversioned) or a delete marker is
+    added (storage/versioning.py)."""
     require_bucket(txn.conn, bucket)
     current = current_object(txn.conn, bucket, key)
     if version_id is not None:
-        return versioning.delete_version(txn, bucket, key, version_id, current)
+        return versioning.delete_version(txn, bucket, key, version_id, current,
+                                         bypass_governance=bypass_governance)
     mode = versioning.state(txn.conn, bucket)
     if mode is None:
         delete_object(txn, bucket, key)
@@ -202,9 +204,17 @@ def delete_if_unchanged(txn: Txn, bucket: str, key: str, version_id: str, etag: 
 
 
 def delete_keys(txn: Txn, bucket: str, items: list[tuple[str, str | None]],
-                owner_id: str) -> list[DeleteResult]:
+                owner_id: str, bypass_governance: bool = False) -> list[DeleteResult]:
+    """DeleteObjects: a locked version is refused alone (``DeleteResult.locked``); it changed
+    nothing before refusing (versioning.delete_version checks first)."""
     require_bucket(txn.conn, bucket)
-    return [delete_key(txn, bucket, key, vid, owner_id) for key, vid in items]
+    out = []
+    for key, vid in items:
+        try:
+            out.append(delete_key(txn, bucket, key, vid, owner_id, bypass_governance))
+        except objectlock.ObjectLocked:
+            out.append(DeleteResult(vid, locked=True))
+    return out
 
 
 def object_or_marker(conn: sqlite3.Connection, bucket: str, key: str,
@@ -238,4 +248,63 @@ def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str],
         return versioning.set_tags(txn, bucket, key, meta.version_id, tags) or meta
     meta.tags = dict(tags)
     txn.conn.execute(OBJECT_INSERT, encode_object(meta))
+    return meta
+
+
+# --- object lock (the rules: storage/objectlock.py) ------------------------------------------------
+
+def _lockable_version(txn: Txn, bucket: str, key: str, version_id: str | None) -> ObjectMeta:
+    """The version a retention or legal hold request names (the current one without an id), in
+    a bucket with object lock."""
+    require_bucket(txn.conn, bucket)
+    if txn.conn.execute("SELECT 1 FROM bucket_configs WHERE bucket = ? AND kind = ?",
+                        (bucket, objectlock.KIND)).fetchone() is None:
+        raise objectlock.ObjectLockNotEnabled(bucket)
+    if version_id is None:
+        meta = current_object(txn.conn, bucket, key)
+        if meta is None:
+            raise NoSuchKey(key)
+        return meta
+    found = versioning.get_version(txn.conn, bucket, key, version_id)
+    if found is None:
+        raise NoSuchVersion(version_id)
+    if found.delete_marker:
+        raise VersionIsDeleteMarker(version_id)
+    return found
+
+
+def _rewrite_version(txn: Txn, meta: ObjectMeta) -> None:
+    """Store a version's changed metadata (its data stays): its versions row, and the objects
+    row when it is the key's current version (versioning.set_tags does the same for tags)."""
+    row = encode_object(meta)
+    if meta.version_id is None:                   # the implicit null version: only objects
+        txn.conn.execute(OBJECT_INSERT, row)
+        return
+    seq = versioning.seq_of(txn.conn, meta.bucket, meta.key, meta.version_id)
+    assert seq is not None, "a version found in this transaction has a row"
+    txn.conn.execute("UPDATE versions SET meta = ? WHERE bucket = ? AND key = ? AND seq = ?",
+                     (row[7], meta.bucket, meta.key, seq))
+    cur = current_object(txn.conn, meta.bucket, meta.key)
+    if cur is not None and cur.version_id == meta.version_id:
+        txn.conn.execute(OBJECT_INSERT, row)
+
+
+def set_object_retention(txn: Txn, bucket: str, key: str, version_id: str | None,
+                         mode: str | None, until_ms: int | None,
+                         bypass_governance: bool) -> ObjectMeta:
+    """PutObjectRetention: the version's retention becomes ``mode`` until ``until_ms`` (both
+    None: removed), if objectlock's rules allow it now."""
+    meta = _lockable_version(txn, bucket, key, version_id)
+    objectlock.check_retention_change(meta, mode, until_ms, objectlock.to_ms(txn.now),
+                                      bypass_governance)
+    meta.lock_mode, meta.lock_until_ms = mode, until_ms
+    _rewrite_version(txn, meta)
+    return meta
+
+
+def set_object_legal_hold(txn: Txn, bucket: str, key: str, version_id: str | None,
+                          on: bool) -> ObjectMeta:
+    meta = _lockable_version(txn, bucket, key, version_id)
+    meta.legal_hold = on
+    _rewrite_version(txn, meta)
     return meta

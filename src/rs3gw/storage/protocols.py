@@ -116,13 +116,18 @@ class ObjectStore(Protocol):
                           chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]: ...
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
-                            owner_id: str = "") -> DeleteResult:
+                            owner_id: str = "", bypass_governance: bool = False) -> DeleteResult:
         """S3's DeleteObject (storage/versioning.py: a delete marker in a versioned bucket, the
-        version named by ``version_id`` for good); ``owner_id`` owns a marker it makes."""
+        version named by ``version_id`` for good); ``owner_id`` owns a marker it makes. A version
+        under object lock raises ObjectLocked (storage/objectlock.py); ``bypass_governance``: the
+        caller may override a GOVERNANCE retention (the S3 layer checked its permission)."""
         ...
 
     async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
-                             owner_id: str = "") -> list[DeleteResult]: ...
+                             owner_id: str = "", bypass_governance: bool = False,
+                             ) -> list[DeleteResult]:
+        """One DeleteResult per item; a version under object lock is ``locked``, not raised."""
+        ...
 
     async def delete_if_unchanged(self, bucket: str, key: str, version_id: str, etag: str,
                                   last_modified: float, *, current: bool, owner_id: str = "",
@@ -138,6 +143,17 @@ class ObjectStore(Protocol):
 
     async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str],
                               version_id: str | None = None) -> ObjectMeta: ...
+
+    # --- object lock (storage/objectlock.py; the bucket must have object lock) ---
+    async def set_object_retention(self, bucket: str, key: str, version_id: str | None,
+                                   mode: str | None, until_ms: int | None, *,
+                                   bypass_governance: bool = False) -> ObjectMeta:
+        """PutObjectRetention on that version (the current one without an id): ``mode`` until
+        ``until_ms``, both None to remove it; ObjectLocked where the rules refuse the change."""
+        ...
+
+    async def set_object_legal_hold(self, bucket: str, key: str, version_id: str | None,
+                                    on: bool) -> ObjectMeta: ...
 
     # --- listing ---
     async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",

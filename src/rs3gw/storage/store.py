@@ -579,14 +579,17 @@ class LocalStore:
         return RangeReader(self._io, pieces, chunk_bytes)
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None = None, *,
-                            owner_id: str = "") -> DeleteResult:
-        return await self._write(functools.partial(objects.delete_key, bucket=bucket, key=key,
-                                                   version_id=version_id, owner_id=owner_id))
+                            owner_id: str = "", bypass_governance: bool = False) -> DeleteResult:
+        return await self._write(functools.partial(
+            objects.delete_key, bucket=bucket, key=key, version_id=version_id, owner_id=owner_id,
+            bypass_governance=bypass_governance))
 
     async def delete_objects(self, bucket: str, items: list[tuple[str, str | None]], *,
-                             owner_id: str = "") -> list[DeleteResult]:
-        return await self._write(functools.partial(objects.delete_keys, bucket=bucket,
-                                                   items=list(items), owner_id=owner_id))
+                             owner_id: str = "", bypass_governance: bool = False,
+                             ) -> list[DeleteResult]:
+        return await self._write(functools.partial(
+            objects.delete_keys, bucket=bucket, items=list(items), owner_id=owner_id,
+            bypass_governance=bypass_governance))
 
     async def delete_if_unchanged(self, bucket: str, key: str, version_id: str, etag: str,
                                   last_modified: float, *, current: bool, owner_id: str = "",
@@ -600,6 +603,18 @@ class LocalStore:
         return await self._write(functools.partial(objects.set_object_tags, bucket=bucket,
                                                    key=key, tags=dict(tags),
                                                    version_id=version_id))
+
+    async def set_object_retention(self, bucket: str, key: str, version_id: str | None,
+                                   mode: str | None, until_ms: int | None, *,
+                                   bypass_governance: bool = False) -> ObjectMeta:
+        return await self._write(functools.partial(
+            objects.set_object_retention, bucket=bucket, key=key, version_id=version_id,
+            mode=mode, until_ms=until_ms, bypass_governance=bypass_governance))
+
+    async def set_object_legal_hold(self, bucket: str, key: str, version_id: str | None,
+                                    on: bool) -> ObjectMeta:
+        return await self._write(functools.partial(
+            objects.set_object_legal_hold, bucket=bucket, key=key, version_id=version_id, on=on))
 
     # --- cluster mode: stamped versions (storage/protocols.ReplicaStore, storage/versioned.py) ---
 

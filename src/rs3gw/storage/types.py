@@ -100,6 +100,11 @@ class ObjectMeta:
     # version). A delete marker is a version with no body: no data, no ETag.
     version_id: str | None = None
     delete_marker: bool = False
+    # Object lock (storage/objectlock.py): the version's retention, GOVERNANCE|COMPLIANCE until
+    # lock_until_ms (both set or both None), and its legal hold (None: never set).
+    lock_mode: str | None = None
+    lock_until_ms: int | None = None
+    legal_hold: bool | None = None
 
 
 @dataclass
@@ -145,6 +150,10 @@ class UploadInfo:
     checksum_algorithm: str | None = None    # e.g. "crc32c"
     checksum_type: str | None = None         # "COMPOSITE" | "FULL_OBJECT" | None
     tags: dict[str, str] = field(default_factory=dict)
+    # The object lock the completed version gets (as ObjectMeta's); None: none asked for.
+    lock_mode: str | None = None
+    lock_until_ms: int | None = None
+    legal_hold: bool | None = None
 
 
 @dataclass
@@ -166,9 +175,12 @@ class Unavailable(StorageError):
 
 @dataclass
 class DeleteResult:
-    """What a DeleteObject did: the version it created (a delete marker) or removed, if any."""
+    """What a DeleteObject did: the version it created (a delete marker) or removed, if any.
+    ``locked``: DeleteObjects only: this entry's version is under object lock and stayed (the
+    batch's other entries went)."""
     version_id: str | None = None
     delete_marker: bool = False
+    locked: bool = False
 
 
 @dataclass

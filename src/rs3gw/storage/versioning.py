@@ -33,6 +33,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from rs3gw.storage import objectlock
 from rs3gw.storage.metadb import (
     OBJECT_COLUMNS,
     OBJECT_INSERT,
@@ -230,14 +231,17 @@ def delete_current(txn: Txn, bucket: str, key: str, current: ObjectMeta | None, 
 
 
 def delete_version(txn: Txn, bucket: str, key: str, version_id: str,
-                   current: ObjectMeta | None) -> DeleteResult:
+                   current: ObjectMeta | None, *, bypass_governance: bool = False) -> DeleteResult:
     """DELETE with a version id: that version goes for good, with its data. Deleting a version
-    the key does not have succeeds and changes nothing (as S3 answers it)."""
+    the key does not have succeeds and changes nothing (as S3 answers it). A version under
+    object lock refuses (objectlock.ObjectLocked) before anything changed."""
+    gone = get_version(txn.conn, bucket, key, version_id)
+    if gone is not None:
+        objectlock.check_delete(gone, objectlock.to_ms(txn.now), bypass_governance)
     if version_id == NULL and current is not None and current.version_id is None:
         txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
         _drop_data(txn, current)
         return DeleteResult(NULL, False)
-    gone = get_version(txn.conn, bucket, key, version_id)
     if gone is None:
         return DeleteResult(version_id, False)
     where, params = _by_id(bucket, key, version_id)

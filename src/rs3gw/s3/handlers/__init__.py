@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from ...http.request import Response
 from ...storage import BucketInfo
 from ..common import Ctx
-from . import buckets, copy, delete, lifecycle, listing, multipart, objects, tagging
+from . import buckets, copy, delete, lifecycle, listing, multipart, objectlock, objects, tagging
 
 # The bucket is None only for the operations that have none (ListBuckets, CreateBucket).
 HandlerFn = Callable[[Ctx, BucketInfo | None], Awaitable[Response]]
@@ -52,4 +52,10 @@ REGISTRY: dict[str, HandlerFn] = {
     "AbortMultipartUpload": multipart.abort_multipart_upload,
     "ListParts": multipart.list_parts,
     "ListMultipartUploads": multipart.list_multipart_uploads,
+    "PutObjectLockConfiguration": objectlock.put_object_lock_configuration,
+    "GetObjectLockConfiguration": objectlock.get_object_lock_configuration,
+    "PutObjectRetention": objectlock.put_object_retention,
+    "GetObjectRetention": objectlock.get_object_retention,
+    "PutObjectLegalHold": objectlock.put_object_legal_hold,
+    "GetObjectLegalHold": objectlock.get_object_legal_hold,
 }

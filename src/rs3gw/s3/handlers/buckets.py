@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ...http.request import Response
-from ...storage import VERSIONING, BucketExists, BucketInfo
+from ...storage import OBJECT_LOCK, VERSIONING, BucketExists, BucketInfo, LockConfig
 from .. import policy as policy_mod
 from ..common import (
     MAX_XML_BODY_BYTES,
@@ -47,6 +47,10 @@ async def create_bucket(ctx: Ctx, _: BucketInfo | None) -> Response:
     if not valid_bucket_name(name):
         raise S3Error("InvalidBucketName", BucketName=name)
     region = ctx.config.region
+    lock = ctx.req.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower()
+    if lock not in ("", "true", "false"):
+        raise S3Error("InvalidArgument", "Invalid x-amz-bucket-object-lock-enabled header",
+                      ArgumentName="x-amz-bucket-object-lock-enabled")
     body = await ctx.req.body.read_all(MAX_XML_BODY_BYTES)
     if body.strip():
         root = parse(body, "CreateBucketConfiguration")
@@ -61,6 +65,16 @@ async def create_bucket(ctx: Ctx, _: BucketInfo | None) -> Response:
         if e.owner_id == ctx.owner_id:
             raise S3Error("BucketAlreadyOwnedByYou", BucketName=name) from e
         raise S3Error("BucketAlreadyExists", BucketName=name) from e
+    if lock == "true":
+        # Versioning first: the store refuses object lock on a bucket without it. If either
+        # write fails the bucket goes again, so it never exists without the lock it was asked
+        # with (a crash in between can still leave it, unlocked and empty).
+        try:
+            await ctx.store.set_bucket_config(name, VERSIONING, b"Enabled")
+            await ctx.store.set_bucket_config(name, OBJECT_LOCK, LockConfig().encode())
+        except BaseException:
+            await ctx.store.delete_bucket(name)
+            raise
     return empty_response(200, [("Location", "/" + name)])
 
 
@@ -91,7 +105,8 @@ async def get_bucket_versioning(ctx: Ctx, bucket: BucketInfo | None) -> Response
 
 
 async def put_bucket_versioning(ctx: Ctx, bucket: BucketInfo | None) -> Response:
-    """Enabled or Suspended; a bucket never goes back to having no versioning state."""
+    """Enabled or Suspended; a bucket never goes back to having no versioning state, and one
+    with object lock stays Enabled (the store refuses the change: InvalidBucketState)."""
     assert bucket is not None
     root = parse(await read_xml_body(ctx), "VersioningConfiguration")
     status = text(root, "Status")
@@ -207,7 +222,6 @@ _UNCONFIGURED: dict[str, str | bytes] = {
     "website": "NoSuchWebsiteConfiguration", "publicAccessBlock": "NoSuchPublicAccessBlockConfiguration",
     "encryption": "ServerSideEncryptionConfigurationNotFoundError",
     "replication": "ReplicationConfigurationNotFoundError",
-    "object-lock": "ObjectLockConfigurationNotFoundError",
     "ownershipControls": "OwnershipControlsNotFoundError",
     "logging": document("BucketLoggingStatus", []),
     "notification": document("NotificationConfiguration", []),

@@ -23,6 +23,7 @@ from ..common import (
 from ..errors import S3Error
 from ..lifecycle import expiration_headers
 from ..xml import document
+from .objectlock import apply_lock, lock_for_new_version, requested_lock
 from .objects import check_read_conditions, new_version_headers, write_conditions
 
 
@@ -95,8 +96,11 @@ async def copy_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
         raise S3Error("InvalidRequest", "The specified copy source is larger than the maximum allowable "
                                         "size for a copy source: 5368709120")
     if_match, if_none_match = write_conditions(ctx)
+    lock = requested_lock(ctx, bucket)
     meta = ObjectMeta(bucket=bucket.name, key=key, vid="", size=src.size, etag=src.etag,
                       last_modified=0.0, owner_id=ctx.owner_id)
+    # The copy's lock is the request's or the bucket's default, never the source's (as S3).
+    apply_lock(meta, lock_for_new_version(bucket, lock))
     if directive == "REPLACE":
         meta.content_type = h.get("content-type")
         meta.headers = stored_headers(h)

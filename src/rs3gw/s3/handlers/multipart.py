@@ -25,6 +25,7 @@ from ..lifecycle import abort_headers, expiration_headers
 from ..xml import document, parse, text
 from .bodies import read_xml_body
 from .copy import load_copy_source
+from .objectlock import RequestedLock, apply_lock, lock_for_new_version, requested_lock
 from .objects import new_version_headers, write_conditions
 
 MIN_PART_BYTES = 5 << 20
@@ -54,10 +55,14 @@ async def create_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Respon
             raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type cannot be used with the "
                                             f"{algo} checksum algorithm.")
     tags = parse_tagging_header(h["x-amz-tagging"]) if "x-amz-tagging" in h else {}
-    info = await ctx.store.create_upload(UploadInfo(
+    info = UploadInfo(
         upload_id="", bucket=bucket.name, key=ctx.ep.key, initiated=0.0, owner_id=ctx.owner_id,
         headers=stored_headers(h), content_type=h.get("content-type"), checksum_algorithm=algo,
-        checksum_type=ctype, tags=tags))
+        checksum_type=ctype, tags=tags)
+    # Kept with the upload; the bucket's default retention is applied at completion instead,
+    # counted from when the version is made.
+    apply_lock(info, requested_lock(ctx, bucket))
+    info = await ctx.store.create_upload(info)
     headers = abort_headers(bucket, info, ctx.config.lifecycle_day_s)
     if algo:
         headers += [("x-amz-checksum-algorithm", algo.upper()), ("x-amz-checksum-type", ctype or "")]
@@ -186,6 +191,8 @@ async def complete_multipart_upload(ctx: Ctx, bucket: BucketInfo | None) -> Resp
                       etag=checksums.multipart_etag([p.etag for p in chosen]), last_modified=0.0,
                       content_type=info.content_type, headers=dict(info.headers), tags=dict(info.tags),
                       parts_count=len(chosen), owner_id=info.owner_id)
+    apply_lock(meta, lock_for_new_version(bucket, RequestedLock(
+        info.lock_mode, info.lock_until_ms, info.legal_hold)))
     algo = info.checksum_algorithm
     if algo and all(algo in p.checksums for p in chosen):
         raws = [checksums.decode_checksum(algo, p.checksums[algo]) for p in chosen]

@@ -20,6 +20,14 @@ from ..common import (
 from ..errors import S3Error
 from ..ingest import ingest
 from ..lifecycle import expiration_headers
+from .objectlock import (
+    apply_lock,
+    governance_bypass,
+    lock_for_new_version,
+    lock_headers,
+    requested_lock,
+    require_put_integrity,
+)
 
 _OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
               "response-expires": "Expires", "response-cache-control": "Cache-Control",
@@ -59,6 +67,8 @@ async def put_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     check_key(key)
     if_match, if_none_match = write_conditions(ctx)
     meta = new_meta(ctx, bucket.name, key)
+    lock = requested_lock(ctx, bucket)
+    require_put_integrity(ctx, bucket)
     ing = await ingest(ctx)
     try:
         meta.vid = ing.data.vid
@@ -67,6 +77,7 @@ async def put_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
         meta.checksums = ing.checksums
         meta.checksum_type = "FULL_OBJECT" if ing.checksums else None
         meta.segments = [Segment(ing.data.vid, ing.data.size, ing.data.md5_hex, dict(ing.checksums))]
+        apply_lock(meta, lock_for_new_version(bucket, lock))
         await ctx.store.put_object(meta, ing.data, if_match=if_match, if_none_match=if_none_match)
     except BaseException:
         await ing.writer.abort()
@@ -203,6 +214,8 @@ async def get_object(ctx: Ctx, bucket: BucketInfo | None, *, head: bool = False)
     headers = _object_headers(meta) + version_headers(bucket, meta)
     if ctx.q("versionId") is None:      # the current object: what its rules say
         headers += expiration_headers(bucket, meta, ctx.config.lifecycle_day_s)
+    if meta.lock_mode is not None or meta.legal_hold is not None:
+        headers += lock_headers(ctx, bucket, meta)
     size = meta.size
     rng: tuple[int, int] | None = None
     status = 200
@@ -255,7 +268,10 @@ async def delete_object(ctx: Ctx, bucket: BucketInfo | None) -> Response:
             raise S3Error("NoSuchKey", Key=ctx.ep.key)
         if not etag_matches(if_match, meta.etag):
             raise S3Error("PreconditionFailed", Condition="If-Match")
-    done = await ctx.store.delete_object(bucket.name, ctx.ep.key, vid, owner_id=ctx.owner_id)
+    # Only a delete by version id can meet a lock (without one it adds a delete marker).
+    bypass = vid is not None and governance_bypass(ctx, bucket, ctx.ep.key)
+    done = await ctx.store.delete_object(bucket.name, ctx.ep.key, vid, owner_id=ctx.owner_id,
+                                         bypass_governance=bypass)
     headers = []
     if done.version_id is not None:
         headers.append(("x-amz-version-id", done.version_id))

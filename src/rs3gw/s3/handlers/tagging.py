@@ -9,7 +9,7 @@ from .bodies import read_xml_body
 from .buckets import parse_tagging, tagging_xml
 
 
-async def _version(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
+async def version_or_error(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
     """The object (or the version asked for); 404 for a missing one, 405 for a delete marker."""
     assert ctx.ep.key is not None
     vid = version_param(ctx)
@@ -28,7 +28,7 @@ async def _version(ctx: Ctx, bucket: BucketInfo) -> ObjectMeta:
 
 async def get_object_tagging(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     assert bucket is not None
-    meta = await _version(ctx, bucket)
+    meta = await version_or_error(ctx, bucket)
     return xml_response(tagging_xml(meta.tags), headers=version_headers(bucket, meta))
 
 
@@ -49,6 +49,6 @@ async def delete_object_tagging(ctx: Ctx, bucket: BucketInfo | None) -> Response
 async def get_object_acl(ctx: Ctx, bucket: BucketInfo | None) -> Response:
     from .buckets import acl_xml
     assert bucket is not None
-    meta = await _version(ctx, bucket)
+    meta = await version_or_error(ctx, bucket)
     owner = meta.owner_id or bucket.owner_id
     return xml_response(acl_xml(owner, owner), headers=version_headers(bucket, meta))
