@@ -5,8 +5,10 @@ also for a node that was down when it happened."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +330,74 @@ def test_lifecycle_acts_once_per_key_across_the_cluster(tmp_path: Path) -> None:
         assert sum(_lifecycle_count(c, i, "expired") for i in range(3)) == len(keys)
     finally:
         c.stop_all()
+
+
+def _code(e: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(e.value.response["Error"]["Code"])
+
+
+def test_object_lock_holds_on_every_node(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=3)
+    try:
+        c.start()
+        s = [c.client(i) for i in range(3)]
+        s[0].create_bucket(Bucket="lck", ObjectLockEnabledForBucket=True)
+        for i in range(3):
+            wait(lambda i=i: _lock_enabled(s[i], "lck"), 30, f"node {i} to see the lock")  # type: ignore[misc]
+            assert s[i].get_bucket_versioning(Bucket="lck")["Status"] == "Enabled"
+        s[1].put_object_lock_configuration(Bucket="lck", ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+        for i in range(3):
+            wait(lambda i=i: "Rule" in s[i].get_object_lock_configuration(  # type: ignore[misc]
+                Bucket="lck")["ObjectLockConfiguration"], 30, f"node {i} to see the default")
+
+        # COMPLIANCE for a few seconds, set through node 2: no node deletes it, bypass or not.
+        until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=6)
+        v1 = s[2].put_object(Bucket="lck", Key="k", Body=b"one", ObjectLockMode="COMPLIANCE",
+                             ObjectLockRetainUntilDate=until)["VersionId"]
+        for i in range(3):
+            head = s[i].head_object(Bucket="lck", Key="k", VersionId=v1)
+            assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == ("COMPLIANCE", until)
+            with pytest.raises(ClientError) as ei:
+                s[i].delete_object(Bucket="lck", Key="k", VersionId=v1,
+                                   BypassGovernanceRetention=True)
+            assert _code(ei) == "AccessDenied"
+        with pytest.raises(ClientError) as ei:       # nor shortened, through any node
+            s[0].put_object_retention(Bucket="lck", Key="k", VersionId=v1, Retention={
+                "Mode": "COMPLIANCE", "RetainUntilDate": until - dt.timedelta(seconds=3)})
+        assert _code(ei) == "AccessDenied"
+
+        # The bucket's default (GOVERNANCE) plus a legal hold set through node 0.
+        v2 = s[1].put_object(Bucket="lck", Key="k", Body=b"two")["VersionId"]
+        s[0].put_object_legal_hold(Bucket="lck", Key="k", VersionId=v2, LegalHold={"Status": "ON"})
+        for i in range(3):
+            head = s[i].head_object(Bucket="lck", Key="k", VersionId=v2)
+            assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockLegalHoldStatus"] == "ON"
+        with pytest.raises(ClientError) as ei:
+            s[2].delete_object(Bucket="lck", Key="k", VersionId=v2, BypassGovernanceRetention=True)
+        assert _code(ei) == "AccessDenied"
+        gone = s[1].delete_objects(Bucket="lck", BypassGovernanceRetention=True, Delete={
+            "Objects": [{"Key": "k", "VersionId": v2}]})
+        assert [e["Code"] for e in gone.get("Errors", [])] == ["AccessDenied"]
+        s[2].put_object_legal_hold(Bucket="lck", Key="k", VersionId=v2, LegalHold={"Status": "OFF"})
+        with pytest.raises(ClientError) as ei:       # GOVERNANCE still holds without the bypass
+            s[0].delete_object(Bucket="lck", Key="k", VersionId=v2)
+        assert _code(ei) == "AccessDenied"
+        s[0].delete_object(Bucket="lck", Key="k", VersionId=v2, BypassGovernanceRetention=True)
+
+        # Past its date the COMPLIANCE version goes like any other, and from every node.
+        time.sleep(max(0.0, (until - dt.datetime.now(dt.UTC)).total_seconds()) + 1.5)
+        s[1].delete_object(Bucket="lck", Key="k", VersionId=v1)
+        for i in range(3):
+            assert _ids(c, i, "lck", "k") == []
+    finally:
+        c.stop_all()
+
+
+def _lock_enabled(s3: Any, bucket: str) -> bool:
+    try:
+        got = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    except ClientError:
+        return False
+    return bool(got.get("ObjectLockEnabled") == "Enabled")

@@ -190,6 +190,9 @@ class PutObject(ReplicationEvent):
             meta["ver"] = m.version_id
         if m.delete_marker:
             meta["dm"] = True
+        if m.lock_mode is not None or m.legal_hold is not None:
+            # Object lock travels with the version: every replica enforces the same retention.
+            meta["lk"] = [m.lock_mode, m.lock_until_ms, m.legal_hold]
         out: dict[str, Any] = {"k": _enc_text(m.key), "m": meta}
         if self.source != "PutObject":
             out["src"] = self.source
@@ -222,6 +225,14 @@ class PutObject(ReplicationEvent):
             owner_id=_want(m, "own", str, "PutObject owner"),
             version_id=_want(m, "ver", str, "PutObject version id") if "ver" in m else None,
             delete_marker=_want(m, "dm", bool, "PutObject delete marker") if "dm" in m else False)
+        lock = m.get("lk")
+        if lock is not None:
+            if not (isinstance(lock, list) and len(lock) == 3
+                    and (lock[0] is None or isinstance(lock[0], str))
+                    and (lock[1] is None or type(lock[1]) is int)
+                    and (lock[2] is None or isinstance(lock[2], bool))):
+                raise EventDecodeError(f"PutObject object lock: bad value {lock!r}")
+            meta.lock_mode, meta.lock_until_ms, meta.legal_hold = lock
         seq = _want(d, "sq", bytes, "PutObject seq") if "sq" in d else b""
         return {"meta": meta, "seq": seq,
                 "source": _want(d, "src", str, "source") if "src" in d else "PutObject"}

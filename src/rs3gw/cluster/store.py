@@ -38,6 +38,8 @@ from rs3gw.storage import (
     NoSuchBucket,
     NoSuchKey,
     NoSuchVersion,
+    ObjectLocked,
+    ObjectLockNotEnabled,
     ObjectMeta,
     ObjectSink,
     ObjectStore,
@@ -45,13 +47,15 @@ from rs3gw.storage import (
     ReplicaStore,
     StorageError,
     Unavailable,
-    Unsupported,
     UploadInfo,
     VersionEntry,
     VersionIsDeleteMarker,
     VersionPage,
     WriteResult,
+    check_bucket_config,
     check_conditions,
+    check_delete_lock,
+    check_retention_change,
     parse_version_id,
 )
 
@@ -112,10 +116,15 @@ class ClusterStore:
         await self._buckets.delete_bucket(name)
 
     async def set_bucket_config(self, bucket: str, kind: str, value: bytes | None) -> None:
-        if kind == OBJECT_LOCK:
-            # Retention and legal holds are not replicated or enforced across nodes yet: no
-            # bucket here gets object lock, rather than one only some nodes would honour.
-            raise Unsupported("object lock is not available in cluster mode yet")
+        if kind in (OBJECT_LOCK, VERSIONING):
+            # Judged here, before any node changes: replicas apply what the coordinator decided
+            # (the versioning state and the lock may reach one of them in either order).
+            info = await self.local.get_bucket(bucket)
+            if info is None:
+                raise NoSuchBucket(bucket)
+            mode = info.configs.get(VERSIONING)
+            check_bucket_config(kind, value, None if mode is None else bytes(mode).decode(),
+                                OBJECT_LOCK in info.configs)
         await self._buckets.set_bucket_config(bucket, kind, value)
 
     async def _mode(self, bucket: str) -> str | None:
@@ -336,7 +345,7 @@ class ClusterStore:
             return DeleteResult(version_id)
         if version_id is None:
             return await self._add_marker(bucket, key, mode, owner_id)
-        return await self._delete_version(bucket, key, version_id)
+        return await self._delete_version(bucket, key, version_id, bypass_governance)
 
     async def _add_marker(self, bucket: str, key: str, mode: str, owner_id: str) -> DeleteResult:
         """DELETE without a version id in a versioned bucket: a delete marker, a version of its
@@ -356,9 +365,12 @@ class ClusterStore:
         await self._coord.ship_object(ev, replicas)
         return DeleteResult(marker.version_id, True)
 
-    async def _delete_version(self, bucket: str, key: str, version_id: str) -> DeleteResult:
+    async def _delete_version(self, bucket: str, key: str, version_id: str,
+                              bypass_governance: bool = False) -> DeleteResult:
         """DELETE with a version id: that version's tombstone, on every replica (and queued for
-        the ones that are down), collected like an object's once all of them hold it."""
+        the ones that are down), collected like an object's once all of them hold it. Object
+        lock is judged here, on the newest copy of the version; the replicas then apply the
+        tombstone as they get it."""
         topo = self._topology
         replicas = topo.replicas(bucket, key)
         self._coord.precheck(replicas, topo.required())
@@ -366,6 +378,8 @@ class ClusterStore:
         if found.version is None or found.version.tombstone:
             return DeleteResult(version_id)   # no such version anywhere: nothing to delete
         was_marker = found.meta is not None and found.meta.delete_marker
+        if found.meta is not None:
+            check_delete_lock(found.meta, bypass_governance)
         v = self._stamper.stamp(found.known, tombstone=True)
         ev = DeleteObject(event_id=v.hlc, bucket=bucket, vector=v.vector, created=v.created,
                           object_key=key, version_id=version_id)
@@ -401,7 +415,14 @@ class ClusterStore:
                              ) -> list[DeleteResult]:
         if await self.local.get_bucket(bucket) is None:
             raise NoSuchBucket(bucket)
-        return [await self.delete_object(bucket, k, v) for k, v in items]
+        out = []
+        for k, v in items:
+            try:
+                out.append(await self.delete_object(bucket, k, v, owner_id=owner_id,
+                                                    bypass_governance=bypass_governance))
+            except ObjectLocked:
+                out.append(DeleteResult(v, locked=True))    # refused alone, as on one node
+        return out
 
     async def delete_if_unchanged(self, bucket: str, key: str, version_id: str, etag: str,
                                   last_modified: float, *, current: bool, owner_id: str = "",
@@ -434,11 +455,27 @@ class ClusterStore:
     async def set_object_retention(self, bucket: str, key: str, version_id: str | None,
                                    mode: str | None, until_ms: int | None, *,
                                    bypass_governance: bool = False) -> ObjectMeta:
-        raise Unsupported("object lock is not available in cluster mode yet")
+        """The version is written again with its new retention (as a tag change is), judged
+        against the newest copy of it: every replica enforces the same lock."""
+        await self._require_lock(bucket)
+
+        def change(m: ObjectMeta) -> ObjectMeta:
+            check_retention_change(m, mode, until_ms, int(time.time() * 1000), bypass_governance)
+            return dataclasses.replace(m, lock_mode=mode, lock_until_ms=until_ms)
+        return await self._rewrite_version(bucket, key, version_id, change)
 
     async def set_object_legal_hold(self, bucket: str, key: str, version_id: str | None,
                                     on: bool) -> ObjectMeta:
-        raise Unsupported("object lock is not available in cluster mode yet")
+        await self._require_lock(bucket)
+        return await self._rewrite_version(bucket, key, version_id,
+                                           lambda m: dataclasses.replace(m, legal_hold=on))
+
+    async def _require_lock(self, bucket: str) -> None:
+        info = await self.local.get_bucket(bucket)
+        if info is None:
+            raise NoSuchBucket(bucket)
+        if OBJECT_LOCK not in info.configs:
+            raise ObjectLockNotEnabled(bucket)
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ from rs3gw.storage.objectlock import (
     LockConfig,
     ObjectLocked,
     ObjectLockNotEnabled,
+    check_bucket_config,
+    check_delete_lock,
+    check_retention_change,
 )
 from rs3gw.storage.objects import check_conditions
 from rs3gw.storage.protocols import (
@@ -115,7 +118,10 @@ __all__ = [
     "VersionIsDeleteMarker",
     "VersionPage",
     "WriteResult",
+    "check_bucket_config",
     "check_conditions",
+    "check_delete_lock",
+    "check_retention_change",
     "fsync_dir",
     "parse_version_id",
     "savepoint_each",

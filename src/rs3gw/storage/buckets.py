@@ -51,9 +51,12 @@ def delete_bucket(txn: Txn, name: str) -> None:
     txn.conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
 
 
-def set_bucket_config(txn: Txn, bucket: str, kind: str, value: bytes | None) -> None:
+def set_bucket_config(txn: Txn, bucket: str, kind: str, value: bytes | None, *,
+                      check: bool = True) -> None:
+    """``check=False``: a replica applying the cluster's change (its coordinator checked; the
+    versioning state and the lock may arrive in either order)."""
     require_bucket(txn.conn, bucket)
-    if kind in (objectlock.KIND, versioning.STATE_KIND):
+    if check and kind in (objectlock.KIND, versioning.STATE_KIND):
         # Decided here, in the transaction: no concurrent write slips between check and change.
         locked = txn.conn.execute("SELECT 1 FROM bucket_configs WHERE bucket = ? AND kind = ?",
                                   (bucket, objectlock.KIND)).fetchone() is not None

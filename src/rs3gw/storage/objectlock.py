@@ -23,6 +23,7 @@ and a date read back and sent again must compare equal to the stored one.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from rs3gw.storage.types import ObjectMeta, StorageError
@@ -110,6 +111,12 @@ def check_delete(meta: ObjectMeta, now_ms: int, bypass_governance: bool) -> None
     if retained(meta, now_ms) and (meta.lock_mode == COMPLIANCE or not bypass_governance):
         raise ObjectLocked(f"{meta.key!r} version {meta.version_id} is retained in "
                            f"{meta.lock_mode} mode")
+
+
+def check_delete_lock(meta: ObjectMeta, bypass_governance: bool, now: float | None = None) -> None:
+    """check_delete at ``now`` (default: this moment): for a store that decides before it writes
+    (the cluster's coordinator, whose replicas then apply the delete unconditionally)."""
+    check_delete(meta, to_ms(time.time() if now is None else now), bypass_governance)
 
 
 def check_retention_change(meta: ObjectMeta, mode: str | None, until_ms: int | None,

@@ -138,7 +138,7 @@ def apply_delete(txn: Txn, bucket: str, key: str, version_id: str | None,
             return None
         assert vid is not None
         current = objects.current_object(t.conn, bucket, key)
-        return versioning.delete_version(t, bucket, key, vid, current)
+        return versioning.delete_version(t, bucket, key, vid, current, enforce_lock=False)
     return apply(txn, kind, bucket, item, judge, body)
 
 
@@ -213,7 +213,7 @@ def set_bucket_config_replica(txn: Txn, bucket: str, kind: str, value: bytes | N
         if value is None:
             return          # a bucket's versioning is never removed, only suspended
         adopt_bucket(txn, bucket)
-    buckets.set_bucket_config(txn, bucket, kind, value)
+    buckets.set_bucket_config(txn, bucket, kind, value, check=False)
 
 
 def create_bucket_replica(txn: Txn, name: str, owner_id: str, region: str, created: float) -> None:
@@ -228,7 +228,8 @@ def delete_bucket_replica(txn: Txn, name: str) -> None:
         objects.delete_object(txn, name, key)
     for (key, vid) in txn.conn.execute("SELECT key, version_id FROM versions WHERE bucket = ?",
                                        (name,)).fetchall():
-        versioning.delete_version(txn, name, key, vid, objects.current_object(txn.conn, name, key))
+        versioning.delete_version(txn, name, key, vid, objects.current_object(txn.conn, name, key),
+                                  enforce_lock=False)
     abort_bucket_uploads(txn, name)
     txn.conn.execute("DELETE FROM bucket_configs WHERE bucket = ?", (name,))
     txn.conn.execute("DELETE FROM buckets WHERE name = ?", (name,))

@@ -231,12 +231,15 @@ def delete_current(txn: Txn, bucket: str, key: str, current: ObjectMeta | None, 
 
 
 def delete_version(txn: Txn, bucket: str, key: str, version_id: str,
-                   current: ObjectMeta | None, *, bypass_governance: bool = False) -> DeleteResult:
+                   current: ObjectMeta | None, *, bypass_governance: bool = False,
+                   enforce_lock: bool = True) -> DeleteResult:
     """DELETE with a version id: that version goes for good, with its data. Deleting a version
     the key does not have succeeds and changes nothing (as S3 answers it). A version under
     object lock refuses (objectlock.ObjectLocked) before anything changed."""
     gone = get_version(txn.conn, bucket, key, version_id)
-    if gone is not None:
+    if gone is not None and enforce_lock:
+        # (A replica applying the cluster's delete does not judge again: its coordinator did,
+        # and a replica that refused would keep a version every other node dropped.)
         objectlock.check_delete(gone, objectlock.to_ms(txn.now), bypass_governance)
     if version_id == NULL and current is not None and current.version_id is None:
         txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
