@@ -401,3 +401,59 @@ def _lock_enabled(s3: Any, bucket: str) -> bool:
     except ClientError:
         return False
     return bool(got.get("ObjectLockEnabled") == "Enabled")
+
+
+def test_merged_listing_pages_through_hundreds_of_versions(tmp_path: Path) -> None:
+    # Factor 2 of 3: each node holds a part of the keys; every page is merged from all three.
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=2)
+    try:
+        c.start()
+        clients = [c.client(i) for i in range(3)]
+        clients[0].create_bucket(Bucket="many")
+        _enable(c, "many")
+        keys = [f"k{i:02d}" for i in range(24)]
+
+        def put(key: str) -> list[str]:
+            s3 = clients[keys.index(key) % 3]
+            return [s3.put_object(Bucket="many", Key=key, Body=b"x" * n)["VersionId"]
+                    for n in range(25)]
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            written = dict(zip(keys, pool.map(put, keys), strict=True))
+        for i, page_size in ((0, 1000), (1, 60), (2, 7)):
+            got: dict[str, list[str]] = {k: [] for k in keys}
+            for page in clients[i].get_paginator("list_object_versions").paginate(
+                    Bucket="many", PaginationConfig={"PageSize": page_size}):
+                for v in page.get("Versions", []):
+                    got[v["Key"]].append(v["VersionId"])
+                    assert v["IsLatest"] == (v["VersionId"] == written[v["Key"]][-1])
+            for k in keys:
+                # Each version once, newest first, whatever node listed it.
+                assert got[k] == written[k][::-1], (i, page_size, k)
+    finally:
+        c.stop_all()
+
+
+def test_graceful_leave_hands_off_every_version(tmp_path: Path) -> None:
+    c = ClusterProcs(tmp_path, 3, mode="quorum", factor=2)
+    try:
+        c.start()
+        s3 = c.client(0)
+        s3.create_bucket(Bucket="bye-v")
+        _enable(c, "bye-v")
+        written = {f"obj-{i}": [s3.put_object(Bucket="bye-v", Key=f"obj-{i}",
+                                              Body=f"{i}/{n}".encode())["VersionId"]
+                                for n in range(3)] for i in range(12)}
+        markers = {k: s3.delete_object(Bucket="bye-v", Key=k)["VersionId"]
+                   for k in list(written)[::3]}
+        assert c.nodes[2].stop() == 0           # SIGTERM: Leaving, hand-off, exit 0
+        wait(lambda: c.states(0).get("node-2") != "Active", 20, "node-2 to be gone")
+        for k, ids in written.items():
+            want = ([markers[k]] if k in markers else []) + ids[::-1]
+            # Both remaining nodes hold every version: factor 2 over the two members left.
+            assert _ids(c, 0, "bye-v", k) == want, k
+            assert _ids(c, 1, "bye-v", k) == want, k
+            for n, vid in enumerate(ids):
+                got = c.client(1).get_object(Bucket="bye-v", Key=k, VersionId=vid)
+                assert got["Body"].read() == f"{k[4:]}/{n}".encode()
+    finally:
+        c.stop_all()

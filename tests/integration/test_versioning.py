@@ -268,3 +268,38 @@ def test_unversioned_bucket_answers_version_requests_as_s3_does(s3: Any, make_bu
     gone = s3.delete_object(Bucket=b, Key="k")
     assert "DeleteMarker" not in gone
     assert _versions(s3, b) == []
+
+
+@pytest.mark.slow
+def test_listing_pages_through_thousands_of_versions(s3: Any, make_bucket: Any,
+                                                     server: ServerProcess) -> None:
+    import concurrent.futures
+
+    b = _versioned(s3, make_bucket, server)
+    keys = [f"k/{i:03d}" for i in range(40)]
+
+    def put(key: str) -> list[str]:
+        return [s3.put_object(Bucket=b, Key=key, Body=f"{key} {n}".encode())["VersionId"]
+                for n in range(60)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        written = dict(zip(keys, pool.map(put, keys), strict=True))
+    markers = {k: s3.delete_object(Bucket=b, Key=k)["VersionId"] for k in keys[::4]}
+    for page_size in (1000, 250, 77):
+        pages = 0
+        seen: dict[str, list[tuple[str, bool, bool]]] = {k: [] for k in keys}
+        for page in s3.get_paginator("list_object_versions").paginate(
+                Bucket=b, PaginationConfig={"PageSize": page_size}):
+            pages += 1
+            n = len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+            assert n <= page_size
+            for v in page.get("Versions", []):
+                seen[v["Key"]].append((v["VersionId"], v["IsLatest"], False))
+            for m in page.get("DeleteMarkers", []):
+                seen[m["Key"]].append((m["VersionId"], m["IsLatest"], True))
+        assert pages == -(-(2400 + len(markers)) // page_size), page_size
+        for k in keys:
+            want = ([markers[k]] if k in markers else []) + written[k][::-1]
+            got = sorted(seen[k], reverse=True)         # ids sort as their versions do
+            assert [vid for vid, _, _ in got] == want, (page_size, k)
+            assert [latest for _, latest, _ in got] == [True] + [False] * (len(want) - 1)
+            assert [m for _, _, m in got] == [k in markers] + [False] * (len(want) - 1)

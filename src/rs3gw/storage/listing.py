@@ -278,6 +278,10 @@ def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter:
             else:
                 seq = versioning.seq_of(conn, bucket, key_marker, version_id_marker)
                 start = Seek(key_marker, False, (key_marker, seq))
+        elif (seq := versioning.parse_id(version_id_marker)) is not None:
+            # The marker version is gone (deleted between two pages, as a client emptying the
+            # bucket page by page does): its id still says where it sorted.
+            start = Seek(key_marker, False, (key_marker, seq))
     rows, prefixes, truncated, last = _paginate(_version_fetch(conn, bucket), prefix, delimiter,
                                                 start, max_keys)
     entries = []
