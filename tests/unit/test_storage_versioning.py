@@ -204,3 +204,53 @@ def test_listing_with_a_delimiter_groups_versions(env: tuple[asyncio.AbstractEve
                                                 key_marker=page.next_key_marker)
         assert [e.key for e in rest.entries] == ["c"] * 3 and not rest.is_truncated
     loop.run_until_complete(main())
+
+
+def test_files_of_the_first_versioning_release_are_migrated(tmp_path: Path) -> None:
+    """That release kept each key's current version in versions too (and had no version_id /
+    seq columns in objects): opening such a file moves the current ones out, once."""
+    async def write() -> list[tuple[str, str, bool, bool]]:
+        store = LocalStore(tmp_path, durable=False, inline_max_bytes=8)
+        await store.open()
+        await store.create_bucket("mig", "o", "r")
+        await _put(store, "mig", "before", b"implicit null")
+        await store.set_bucket_config("mig", VERSIONING, b"Enabled")
+        for body in (b"one", b"two, a longer body", b"three"):
+            await _put(store, "mig", "k", body)
+        await _put(store, "mig", "m", b"marked")
+        await store.delete_object("mig", "m")
+        listed = await _all_versions(store, "mig", 1000)
+        await store.close()
+        return listed
+
+    listed = asyncio.run(write())
+    db = sqlite3.connect(tmp_path / ".rs3gw" / "meta.db")
+    for bucket, key, seq, blob in db.execute(
+            "SELECT bucket, key, seq, meta FROM objects WHERE seq IS NOT NULL").fetchall():
+        db.execute("INSERT INTO versions SELECT bucket, key, seq, version_id, 0, vid, size, etag, "
+                   "last_modified, content_type, meta, owner_id, algos FROM objects "
+                   "WHERE bucket = ? AND key = ?", (bucket, key))
+    db.execute("ALTER TABLE objects DROP COLUMN version_id")
+    db.execute("ALTER TABLE objects DROP COLUMN seq")
+    db.commit()
+    assert db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 5
+    db.close()
+
+    async def check() -> None:
+        store = LocalStore(tmp_path, durable=False, inline_max_bytes=8)
+        await store.open()
+        try:
+            assert await _all_versions(store, "mig", 1000) == listed
+            assert await _all_versions(store, "mig", 2) == listed
+            cur = await store.get_object("mig", "k")
+            assert cur is not None and await _read(store, cur) == b"three"
+            await _put(store, "mig", "k", b"four")
+            ks = [v for v in await _all_versions(store, "mig", 1000) if v[0] == "k"]
+            assert [latest for _, _, latest, _ in ks] == [True, False, False, False]
+        finally:
+            await store.close()
+    asyncio.run(check())
+    db = sqlite3.connect(tmp_path / ".rs3gw" / "meta.db")
+    # Noncurrent: k's three, m's put and marker; before's implicit null stays in objects.
+    assert db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 5
+    db.close()

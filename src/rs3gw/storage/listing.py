@@ -180,18 +180,20 @@ def list_uploads(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: 
 # owner_id, algos, meta blob or None, is_latest).
 _VERSION_SELECT = ("SELECT key, seq, version_id, marker, size, etag, last_modified, owner_id, algos, "
                    "CASE WHEN owner_id IS NULL THEN meta END, "
+                   # Latest: the newest row of a key with no current object (a delete marker).
                    "seq = (SELECT MAX(v2.seq) FROM versions v2 WHERE v2.bucket = v.bucket "
-                   "AND v2.key = v.key) FROM versions v WHERE bucket = ?")
-_IMPLICIT_SELECT = ("SELECT key, last_modified, size, etag, owner_id, algos, "
-                    "CASE WHEN owner_id IS NULL THEN meta END FROM objects WHERE bucket = ?")
+                   "AND v2.key = v.key) AND NOT EXISTS (SELECT 1 FROM objects o WHERE "
+                   "o.bucket = v.bucket AND o.key = v.key) FROM versions v WHERE bucket = ?")
+_CURRENT_SELECT = ("SELECT key, last_modified, size, etag, owner_id, algos, "
+                   "CASE WHEN owner_id IS NULL THEN meta END, version_id, seq "
+                   "FROM objects WHERE bucket = ?")
 
 
 def _version_fetch(conn: sqlite3.Connection, bucket: str) -> Fetch:
-    """Rows in (key ascending, seq descending) order: every row of ``versions``, and each objects
-    row of a key with no versions rows (its implicit null version). Both sources are read from
-    the same seek with the same limit and merged; where one was cut short by the limit, nothing
-    past its last row is returned yet (the next call reads on from there)."""
-    any_versions = versioning.has_versions(conn, bucket)
+    """Rows in (key ascending, seq descending) order: every row of ``versions``, and every
+    objects row (each key's current version, which sorts first in its key). Both sources are
+    read from the same seek with the same limit and merged; where one was cut short by the
+    limit, nothing past its last row is returned yet (the next call reads on from there)."""
 
     def fetch(seek: Seek, upper: str | None, limit: int) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
@@ -205,8 +207,10 @@ def _version_fetch(conn: sqlite3.Connection, bucket: str) -> Fetch:
                 # The rest of the key the cursor is in, then the keys after it: two index ranges
                 # (one query with OR between them scans from the bucket's first row: a page deep in
                 # a large bucket would cost its depth).
-                vrows = conn.execute(_VERSION_SELECT + " AND key = ? AND seq < ? ORDER BY seq DESC"
-                                     " LIMIT ?", [bucket, cur.row[0], cur.row[1], want]).fetchall()
+                vrows = _current_below(conn, bucket, cur.row[0], cur.row[1])
+                vrows += conn.execute(_VERSION_SELECT + " AND key = ? AND seq < ? ORDER BY seq "
+                                      "DESC LIMIT ?", [bucket, cur.row[0], cur.row[1],
+                                                       want - len(vrows)]).fetchall()
                 after = Seek(cur.row[0], False)
             else:
                 after = cur
@@ -221,23 +225,22 @@ def _version_fetch(conn: sqlite3.Connection, bucket: str) -> Fetch:
             if vbound is not None:
                 osql += " AND key <= ?"          # no use reading objects past the versions read
                 oparams.append(vbound[0])
-            orows = conn.execute(_IMPLICIT_SELECT + osql + " ORDER BY key LIMIT ?",
+            orows = conn.execute(_CURRENT_SELECT + osql + " ORDER BY key LIMIT ?",
                                  [*oparams, want]).fetchall()
             ofull = len(orows) == want
-            vkeys = {r[0] for r in vrows}
             obound = orows[-1][0] if ofull else None
             merged: list[tuple[Any, ...]] = []
             for r in vrows:
                 if obound is not None and r[0] > obound:
                     break
                 merged.append(r)
-            for key, lm, size, etag, owner, algos, blob in orows:
-                if vbound is not None and key >= vbound[0]:
+            for key, lm, size, etag, owner, algos, blob, vid, seq in orows:
+                # A current version sorts above every row of its key: at the bound's own key it
+                # is still inside what was read.
+                if vbound is not None and key > vbound[0]:
                     break
-                if key in vkeys or (any_versions and _has_versions(conn, bucket, key)):
-                    continue        # a mirror of its newest versions row, listed from there
-                merged.append((key, versioning.null_seq(lm), versioning.NULL, 0, size, etag, lm,
-                               owner, algos, blob, True))
+                merged.append((key, versioning.null_seq(lm) if seq is None else bytes(seq),
+                               vid or versioning.NULL, 0, size, etag, lm, owner, algos, blob, True))
             merged.sort(key=lambda r: (r[0], _desc(r[1])))
             out.extend(merged[:limit - len(out)])
             if not vfull and not ofull:
@@ -251,13 +254,23 @@ def _version_fetch(conn: sqlite3.Connection, bucket: str) -> Fetch:
     return fetch
 
 
+def _current_below(conn: sqlite3.Connection, bucket: str, key: str,
+                   seq: bytes) -> list[tuple[Any, ...]]:
+    """The key's current version, as a row of the merged stream, if it sorts below ``seq``: a
+    version promoted into the objects row (its newer ones deleted) since the cursor passed it
+    in versions."""
+    row = conn.execute(_CURRENT_SELECT + " AND key = ?", [bucket, key]).fetchone()
+    if row is None:
+        return []
+    k, lm, size, etag, owner, algos, blob, vid, cseq = row
+    order = versioning.null_seq(lm) if cseq is None else bytes(cseq)
+    if order >= seq:
+        return []
+    return [(k, order, vid or versioning.NULL, 0, size, etag, lm, owner, algos, blob, True)]
+
+
 def _desc(seq: bytes) -> bytes:
     return bytes(255 - b for b in seq)
-
-
-def _has_versions(conn: sqlite3.Connection, bucket: str, key: str) -> bool:
-    return conn.execute("SELECT 1 FROM versions WHERE bucket = ? AND key = ? LIMIT 1",
-                        (bucket, key)).fetchone() is not None
 
 
 def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter: str,
@@ -273,11 +286,7 @@ def list_versions(conn: sqlite3.Connection, bucket: str, prefix: str, delimiter:
     elif version_id_marker and key_marker and start is not None and not start.inclusive:
         marker = versioning.get_version(conn, bucket, key_marker, version_id_marker)
         if marker is not None:
-            if marker.version_id is None:           # an implicit null version: alone in its key
-                start = Seek(key_marker, False)
-            else:
-                seq = versioning.seq_of(conn, bucket, key_marker, version_id_marker)
-                start = Seek(key_marker, False, (key_marker, seq))
+            start = Seek(key_marker, False, (key_marker, versioning.current_seq(marker)))
         elif (seq := versioning.parse_id(version_id_marker)) is not None:
             # The marker version is gone (deleted between two pages, as a client emptying the
             # bucket page by page does): its id still says where it sorted.

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS objects(
     -- Copies of what listings show from meta (owner, checksum algorithms joined by ","), so a
     -- page never unpacks the blobs. NULL in rows written before these columns existed.
     owner_id TEXT, algos TEXT,
+    -- A versioned key's current version (storage/versioning.py): its id and seq. NULL otherwise.
+    version_id TEXT, seq BLOB,
     PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     upload_id TEXT NOT NULL PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY,
@@ -65,12 +67,11 @@ CREATE TABLE IF NOT EXISTS inline_data(vid TEXT NOT NULL PRIMARY KEY, data BLOB 
 CREATE TABLE IF NOT EXISTS gc(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
 -- Committed data files possibly still in tmp/: inserted in the transaction that commits them.
 CREATE TABLE IF NOT EXISTS renames(vid TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID;
--- Bucket versioning (storage/versioning.py): every version of every key of a bucket that has a
--- versioning state, delete markers included, newest first within a key (seq descending). The
--- objects table mirrors each key's newest version when it is not a delete marker, so GET and
--- LIST read one row as in an unversioned bucket. A key written before its bucket had a
--- versioning state has no rows here: its objects row is its one, implicit, null version, moved
--- here by the first versioned write or delete of the key.
+-- Bucket versioning (storage/versioning.py): the versions of a key of a bucket that has a
+-- versioning state other than its current one, delete markers included (a delete marker that is
+-- current too), newest first within a key (seq descending). The current version, when it is not a
+-- delete marker, is the key's objects row alone, so a PUT of a new key writes one row as in an
+-- unversioned bucket, and GET and LIST read one row.
 CREATE TABLE IF NOT EXISTS versions(
     bucket TEXT NOT NULL, key TEXT NOT NULL COLLATE BINARY, seq BLOB NOT NULL,
     version_id TEXT NOT NULL, marker INTEGER NOT NULL,
@@ -99,7 +100,7 @@ def _unpack(blob: bytes) -> Any:
 
 
 def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
-    meta = {
+    meta: dict[str, Any] = {
         "headers": m.headers, "checksums": m.checksums, "checksum_type": m.checksum_type,
         "tags": m.tags, "parts_count": m.parts_count, "owner_id": m.owner_id,
         "segments": [[s.vid, s.size, s.etag, s.checksums, True] if s.inline
@@ -107,15 +108,19 @@ def encode_object(m: ObjectMeta) -> tuple[Any, ...]:
     }
     if m.version_id is not None:
         meta["version_id"] = m.version_id
+    if m.seq is not None:
+        meta["seq"] = m.seq
     _encode_lock(meta, m.lock_mode, m.lock_until_ms, m.legal_hold)
     return (m.bucket, m.key, m.vid, m.size, m.etag, m.last_modified, m.content_type, _pack(meta),
-            m.owner_id, ",".join(m.checksums))
+            m.owner_id, ",".join(m.checksums), m.version_id, m.seq)
 
 
-# What decode_object reads, and what encode_object writes (the listing columns besides).
+# What decode_object reads, and what encode_object writes (the listing columns besides: owner,
+# checksum algorithms, and for a versioned key's current version its id and seq, so that
+# ListObjectVersions reads them without unpacking the blob).
 OBJECT_COLUMNS = "bucket, key, vid, size, etag, last_modified, content_type, meta"
-OBJECT_INSERT = (f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}, owner_id, algos) "
-                 "VALUES (?,?,?,?,?,?,?,?,?,?)")
+OBJECT_INSERT = (f"INSERT OR REPLACE INTO objects({OBJECT_COLUMNS}, owner_id, algos, version_id, "
+                 "seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
 def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
@@ -127,7 +132,7 @@ def decode_object(row: tuple[Any, ...]) -> ObjectMeta:
         checksum_type=meta["checksum_type"], tags=meta["tags"],
         segments=[Segment(*seg) for seg in meta["segments"]],
         parts_count=meta["parts_count"], owner_id=meta["owner_id"],
-        version_id=meta.get("version_id"), lock_mode=meta.get("lock_mode"),
+        version_id=meta.get("version_id"), seq=meta.get("seq"), lock_mode=meta.get("lock_mode"),
         lock_until_ms=meta.get("lock_until_ms"), legal_hold=meta.get("legal_hold"))
 
 
@@ -199,8 +204,46 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for col in ("owner_id", "algos"):
         if col not in cols:
             conn.execute(f"ALTER TABLE objects ADD COLUMN {col} TEXT")
+    if "seq" not in cols:
+        _current_out_of_versions(conn)
     # Version rows are found by seq (the id spells it); an index by id was one b-tree too many.
     conn.execute("DROP INDEX IF EXISTS versions_by_id")
+
+
+def _current_out_of_versions(conn: sqlite3.Connection) -> None:
+    """Files of the first versioning release kept each key's current version in versions too:
+    that row goes, its seq moves to the objects row (one pass, in one transaction)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Again under the write lock: another worker process may have just done it.
+        if "seq" in {row[1] for row in conn.execute("PRAGMA table_info(objects)")}:
+            conn.execute("COMMIT")
+            return
+        conn.execute("ALTER TABLE objects ADD COLUMN version_id TEXT")
+        conn.execute("ALTER TABLE objects ADD COLUMN seq BLOB")
+        rows = conn.execute(f"SELECT {OBJECT_COLUMNS}, owner_id FROM objects o WHERE "
+                            "EXISTS (SELECT 1 FROM versions v WHERE v.bucket = o.bucket AND "
+                            "v.key = o.key)").fetchall()
+        for row in rows:
+            meta = decode_object(row[:8])
+            if meta.version_id is None:
+                continue
+            found = conn.execute("SELECT seq FROM versions WHERE bucket = ? AND key = ? AND "
+                                 "version_id = ?", (meta.bucket, meta.key,
+                                                    meta.version_id)).fetchone()
+            if found is None:
+                continue
+            meta.seq = bytes(found[0])
+            conn.execute("DELETE FROM versions WHERE bucket = ? AND key = ? AND seq = ?",
+                         (meta.bucket, meta.key, meta.seq))
+            enc = encode_object(meta)
+            if row[8] is None:          # a row from before the listing columns: keep it so
+                enc = (*enc[:8], None, None, *enc[10:])
+            conn.execute(OBJECT_INSERT, enc)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def connect_reader(db_path: Path) -> sqlite3.Connection:

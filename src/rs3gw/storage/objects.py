@@ -274,19 +274,11 @@ def _lockable_version(txn: Txn, bucket: str, key: str, version_id: str | None) -
 
 
 def _rewrite_version(txn: Txn, meta: ObjectMeta) -> None:
-    """Store a version's changed metadata (its data stays): its versions row, and the objects
-    row when it is the key's current version (versioning.set_tags does the same for tags)."""
-    row = encode_object(meta)
+    """Store a version's changed metadata (its data stays), where it lives."""
     if meta.version_id is None:                   # the implicit null version: only objects
-        txn.conn.execute(OBJECT_INSERT, row)
+        txn.conn.execute(OBJECT_INSERT, encode_object(meta))
         return
-    seq = versioning.seq_of(txn.conn, meta.bucket, meta.key, meta.version_id)
-    assert seq is not None, "a version found in this transaction has a row"
-    txn.conn.execute("UPDATE versions SET meta = ? WHERE bucket = ? AND key = ? AND seq = ?",
-                     (row[7], meta.bucket, meta.key, seq))
-    cur = current_object(txn.conn, meta.bucket, meta.key)
-    if cur is not None and cur.version_id == meta.version_id:
-        txn.conn.execute(OBJECT_INSERT, row)
+    versioning.rewrite(txn, meta)
 
 
 def set_object_retention(txn: Txn, bucket: str, key: str, version_id: str | None,

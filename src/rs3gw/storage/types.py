@@ -100,6 +100,9 @@ class ObjectMeta:
     # version). A delete marker is a version with no body: no data, no ETag.
     version_id: str | None = None
     delete_marker: bool = False
+    # Where the version sorts among its key's versions (storage/versioning.py seq); None for an
+    # object of an unversioned key and for the implicit null version.
+    seq: bytes | None = None
     # Object lock (storage/objectlock.py): the version's retention, GOVERNANCE|COMPLIANCE until
     # lock_until_ms (both set or both None), and its legal hold (None: never set).
     lock_mode: str | None = None

@@ -1,14 +1,17 @@
 """Bucket versioning: the versions table, delete markers and the null version (S3's rules).
 
 A bucket has no versioning state until PutBucketVersioning; then it is Enabled or Suspended
-(bucket_configs kind "versioning"), never unversioned again. In such a bucket every version of a
-key is a row of ``versions``, newest first (``seq`` descending), and the ``objects`` row mirrors
-the newest one unless it is a delete marker: GET and LIST stay one indexed read.
+(bucket_configs kind "versioning"), never unversioned again. A key's current version, unless it
+is a delete marker, is its ``objects`` row (with ``version_id`` and ``seq`` set); every other
+version, and a current delete marker, is a row of ``versions``, newest first (``seq``
+descending). So a PUT of a new key writes one row, as in an unversioned bucket; a PUT over a
+current version moves that one into ``versions`` (``_demote``); GET and LIST read one row. When
+the objects row goes (deleted by id), the newest remaining version comes back into it unless it
+is a marker (``refresh_current``). Invariant: an objects row, when there is one, sorts above
+every row of its key in ``versions``.
 
-Keys written before the bucket had a state have no rows in ``versions``: their objects row is
-their implicit null version (``ObjectMeta.version_id`` None). The first versioned write or delete
-of such a key moves it into ``versions`` as "null" (``_materialize``), so a key either has all
-its versions in ``versions`` or none of them.
+Keys written before the bucket had a state are objects rows without a version id: their implicit
+null version, sorted by its write time (``null_seq``) when it is demoted.
 
 - Enabled: a PUT adds a version with a new id; DELETE without a version id adds a delete marker.
 - Suspended: a PUT or a DELETE replaces the key's null version (the data of the one it replaces
@@ -48,7 +51,7 @@ STATE_KIND = "versioning"
 STATES = ("Enabled", "Suspended")
 SEQ_BYTES = 16
 _ID_RE = re.compile(r"[0-9a-f]{32}")
-VERSION_COLUMNS = f"version_id, marker, {OBJECT_COLUMNS}"
+VERSION_COLUMNS = f"version_id, marker, seq, {OBJECT_COLUMNS}"
 
 _clock_lock = threading.Lock()
 _last_order = 0
@@ -94,9 +97,9 @@ def null_seq(last_modified: float) -> bytes:
 
 def _next_seq(conn: sqlite3.Connection, bucket: str, key: str, now: float,
               current: ObjectMeta | None) -> bytes:
-    """A seq above the key's newest version's. The current object, when it names a version by
-    id, is that newest one (the objects row mirrors it); else the table says."""
-    top = parse_id(current.version_id) if current is not None and current.version_id else None
+    """A seq above the key's newest version's: the current object's (it sorts above every row of
+    ``versions``), else the table's."""
+    top = current_seq(current) if current is not None else None
     if top is None:
         row = conn.execute("SELECT MAX(seq) FROM versions WHERE bucket = ? AND key = ?",
                            (bucket, key)).fetchone()
@@ -116,41 +119,65 @@ def state(conn: sqlite3.Connection, bucket: str) -> str | None:
 
 
 def _decode_row(row: tuple[Any, ...]) -> ObjectMeta:
-    version_id, marker = row[0], row[1]
-    meta = decode_object(row[2:])
+    version_id, marker, seq = row[0], row[1], row[2]
+    meta = decode_object(row[3:])
     meta.version_id = version_id
     meta.delete_marker = bool(marker)
+    meta.seq = bytes(seq)
     return meta
+
+
+def current_seq(meta: ObjectMeta) -> bytes:
+    """Where a current object sorts: its seq, or (the implicit null version) its write time."""
+    return meta.seq if meta.seq is not None else null_seq(meta.last_modified)
+
+
+def _current(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
+    row = conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
+                       (bucket, key)).fetchone()
+    return None if row is None else decode_object(row)
+
+
+def _is(meta: ObjectMeta | None, version_id: str) -> bool:
+    return meta is not None and (meta.version_id or NULL) == version_id
+
+
+def _same(found: ObjectMeta, current: ObjectMeta | None) -> bool:
+    """``found`` (from get_version) is the current object, not a row of versions."""
+    return current is not None and _is(current, found.version_id or NULL) and \
+        found.seq == current.seq
 
 
 def get_version(conn: sqlite3.Connection, bucket: str, key: str,
                 version_id: str) -> ObjectMeta | None:
-    """That version of the key (a delete marker included), or None."""
+    """That version of the key (a delete marker included), or None: the current object (the
+    implicit null version too) or a row of versions."""
+    cur = _current(conn, bucket, key)
+    if _is(cur, version_id):
+        return cur
+    return _stored(conn, bucket, key, version_id)
+
+
+def _stored(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> ObjectMeta | None:
     where, params = _by_id(bucket, key, version_id)
     row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE {where}", params).fetchone()
-    if row is not None:
-        return _decode_row(row)
-    if version_id == NULL:
-        cur = conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
-                           (bucket, key)).fetchone()
-        if cur is not None:
-            meta = decode_object(cur)
-            if meta.version_id is None:
-                return meta                     # the implicit null version
-    return None
+    return None if row is None else _decode_row(row)
 
 
 def seq_of(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> bytes | None:
-    where, params = _by_id(bucket, key, version_id)
-    row = conn.execute(f"SELECT seq FROM versions WHERE {where}", params).fetchone()
-    return None if row is None else bytes(row[0])
+    found = get_version(conn, bucket, key, version_id)
+    return None if found is None else current_seq(found)
 
 
-def newest(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
-    """The key's newest version row (a delete marker included), or None."""
+def _top_row(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
     row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = ? AND key = ? "
                        "ORDER BY seq DESC LIMIT 1", (bucket, key)).fetchone()
     return None if row is None else _decode_row(row)
+
+
+def newest(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
+    """The key's newest version (a delete marker included), or None."""
+    return _current(conn, bucket, key) or _top_row(conn, bucket, key)
 
 
 def has_versions(conn: sqlite3.Connection, bucket: str) -> bool:
@@ -160,14 +187,31 @@ def has_versions(conn: sqlite3.Connection, bucket: str) -> bool:
 
 # --- writes (in a Txn on the writer thread) -------------------------------------------------------
 
-def _insert(txn: Txn, meta: ObjectMeta, seq: bytes, row: tuple[Any, ...] | None = None) -> None:
-    """The version's row; ``row``: encode_object(meta), when the caller has it already."""
+def _insert(txn: Txn, meta: ObjectMeta, seq: bytes) -> None:
+    """The version's row in versions."""
     assert meta.version_id is not None
-    row = row or encode_object(meta)
+    meta.seq = seq
+    row = encode_object(meta)
     txn.conn.execute(
         "INSERT INTO versions(bucket, key, seq, version_id, marker, vid, size, etag, "
         "last_modified, content_type, meta, owner_id, algos) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (row[0], row[1], seq, meta.version_id, int(meta.delete_marker), *row[2:]))
+        (row[0], row[1], seq, meta.version_id, int(meta.delete_marker), *row[2:10]))
+
+
+def _set_current(txn: Txn, meta: ObjectMeta, seq: bytes) -> None:
+    """``meta`` becomes the key's objects row (the caller moved or dropped the one before)."""
+    assert meta.version_id is not None and not meta.delete_marker
+    meta.seq = seq
+    txn.conn.execute(OBJECT_INSERT, encode_object(meta))
+
+
+def _demote(txn: Txn, current: ObjectMeta | None) -> None:
+    """The current object stops being current: it becomes a row of versions (its data stays
+    its own); the caller replaces or deletes the objects row."""
+    if current is not None:
+        if current.version_id is None:
+            current.version_id = NULL           # the implicit null version, named at last
+        _insert(txn, current, current_seq(current))
 
 
 def _drop_data(txn: Txn, meta: ObjectMeta) -> None:
@@ -178,22 +222,20 @@ def _drop_data(txn: Txn, meta: ObjectMeta) -> None:
             txn.drop_file(seg.vid)
 
 
-def _materialize(txn: Txn, current: ObjectMeta | None) -> None:
-    """Move an implicit null version (an objects row from before versioning) into versions."""
-    if current is not None and current.version_id is None:
-        current.version_id = NULL
-        _insert(txn, current, null_seq(current.last_modified))
-        txn.conn.execute(OBJECT_INSERT, encode_object(current))
-
-
-def _remove_null(txn: Txn, bucket: str, key: str) -> None:
-    """Suspended writes replace the null version: it goes with its data."""
-    old = get_version(txn.conn, bucket, key, NULL)
+def _remove_null(txn: Txn, bucket: str, key: str, current: ObjectMeta | None) -> bool:
+    """Suspended writes replace the null version: it goes with its data. True if that was the
+    current object (the caller then replaces or deletes the objects row)."""
+    if _is(current, NULL):
+        assert current is not None
+        _drop_data(txn, current)
+        return True
+    old = _stored(txn.conn, bucket, key, NULL)
     if old is not None:
         where, params = _by_id(bucket, key, NULL)
         txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
         if not old.delete_marker:
             _drop_data(txn, old)
+    return False
 
 
 def _new_id(txn: Txn, mode: str, bucket: str, key: str,
@@ -206,23 +248,20 @@ def put_current(txn: Txn, meta: ObjectMeta, current: ObjectMeta | None, mode: st
     """``meta`` (its data already named by its segments) becomes the key's newest version. The
     caller commits its new data; the version it supersedes keeps its own."""
     bucket, key = meta.bucket, meta.key
-    _materialize(txn, current)
-    if mode == "Suspended":
-        _remove_null(txn, bucket, key)
-    meta.version_id, seq = _new_id(txn, mode, bucket, key, current)
+    version_id, seq = _new_id(txn, mode, bucket, key, current)
+    if not (mode == "Suspended" and _remove_null(txn, bucket, key, current)):
+        _demote(txn, current)
+    meta.version_id = version_id
     meta.delete_marker = False
-    row = encode_object(meta)           # one encoding for both rows: they hold the same version
-    _insert(txn, meta, seq, row)
-    txn.conn.execute(OBJECT_INSERT, row)
+    _set_current(txn, meta, seq)
 
 
 def delete_current(txn: Txn, bucket: str, key: str, current: ObjectMeta | None, mode: str,
                    owner_id: str) -> DeleteResult:
     """DELETE without a version id: a delete marker becomes the newest version."""
-    _materialize(txn, current)
-    if mode == "Suspended":
-        _remove_null(txn, bucket, key)
     version_id, seq = _new_id(txn, mode, bucket, key, current)
+    if not (mode == "Suspended" and _remove_null(txn, bucket, key, current)):
+        _demote(txn, current)
     marker = ObjectMeta(bucket=bucket, key=key, vid="", size=0, etag="", last_modified=txn.now,
                         owner_id=owner_id, version_id=version_id, delete_marker=True)
     _insert(txn, marker, seq)
@@ -241,42 +280,47 @@ def delete_version(txn: Txn, bucket: str, key: str, version_id: str,
         # (A replica applying the cluster's delete does not judge again: its coordinator did,
         # and a replica that refused would keep a version every other node dropped.)
         objectlock.check_delete(gone, objectlock.to_ms(txn.now), bypass_governance)
-    if version_id == NULL and current is not None and current.version_id is None:
-        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
-        _drop_data(txn, current)
-        return DeleteResult(NULL, False)
     if gone is None:
         return DeleteResult(version_id, False)
-    where, params = _by_id(bucket, key, version_id)
-    txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
+    _remove(txn, gone, current)
+    refresh_current(txn, bucket, key)
+    return DeleteResult(version_id, gone.delete_marker)
+
+
+def _remove(txn: Txn, gone: ObjectMeta, current: ObjectMeta | None) -> None:
+    """A version goes for good, with its data: the objects row if it is the current one."""
+    if _same(gone, current):
+        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?",
+                         (gone.bucket, gone.key))
+    else:
+        assert gone.version_id is not None
+        where, params = _by_id(gone.bucket, gone.key, gone.version_id)
+        txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
     if not gone.delete_marker:
         _drop_data(txn, gone)
-    top = newest(txn.conn, bucket, key)
-    if top is None or top.delete_marker:
-        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
-    elif current is None or current.version_id != top.version_id:
-        txn.conn.execute(OBJECT_INSERT, encode_object(top))      # the next one is current now
-    return DeleteResult(version_id, gone.delete_marker)
 
 
 def set_tags(txn: Txn, bucket: str, key: str, version_id: str,
              tags: dict[str, str]) -> ObjectMeta | None:
-    """Replace one version's tags (the objects row too, if it is the current one)."""
+    """Replace one version's tags."""
     meta = get_version(txn.conn, bucket, key, version_id)
     if meta is None or meta.delete_marker:
         return meta
     meta.tags = dict(tags)
-    if meta.version_id is None:                   # the implicit null version: only objects
-        txn.conn.execute(OBJECT_INSERT, encode_object(meta))
-        return meta
-    row = encode_object(meta)
-    where, params = _by_id(bucket, key, version_id)
-    txn.conn.execute(f"UPDATE versions SET meta = ? WHERE {where}", (row[7], *params))
-    cur = txn.conn.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
-                           (bucket, key)).fetchone()
-    if cur is not None and decode_object(cur).version_id == version_id:
-        txn.conn.execute(OBJECT_INSERT, row)
+    rewrite(txn, meta)
     return meta
+
+
+def rewrite(txn: Txn, meta: ObjectMeta) -> None:
+    """Store a version's changed metadata (tags, lock) where it lives; its data stays."""
+    cur = _current(txn.conn, meta.bucket, meta.key)
+    if _is(cur, meta.version_id or NULL):
+        txn.conn.execute(OBJECT_INSERT, encode_object(meta))
+        return
+    assert meta.version_id is not None
+    row = encode_object(meta)
+    where, params = _by_id(meta.bucket, meta.key, meta.version_id)
+    txn.conn.execute(f"UPDATE versions SET meta = ? WHERE {where}", (row[7], *params))
 
 
 # --- versions the cluster names (storage/versioned.py) ----------------------------------------------
@@ -289,24 +333,34 @@ def store_version(txn: Txn, meta: ObjectMeta, seq: bytes, current: ObjectMeta | 
     caller commits the new data."""
     assert meta.version_id is not None
     bucket, key = meta.bucket, meta.key
-    _materialize(txn, current)
     old = get_version(txn.conn, bucket, key, meta.version_id)
     if old is not None:
-        where, params = _by_id(bucket, key, meta.version_id)
-        txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
-        if not old.delete_marker:
-            _drop_data(txn, old)
-    _insert(txn, meta, seq)
+        _remove(txn, old, current)
+        if _same(old, current):
+            current = None
+    if current is not None and current_seq(current) > seq:
+        _insert(txn, meta, seq)             # a version older than the current one
+    else:
+        _demote(txn, current)
+        if meta.delete_marker:
+            txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+            _insert(txn, meta, seq)
+        else:
+            _set_current(txn, meta, seq)
     refresh_current(txn, bucket, key)
 
 
 def refresh_current(txn: Txn, bucket: str, key: str) -> None:
-    """The objects row mirrors the key's newest version, or is absent if that is a marker."""
-    top = newest(txn.conn, bucket, key)
-    if top is None or top.delete_marker:
-        txn.conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
-    else:
-        txn.conn.execute(OBJECT_INSERT, encode_object(top))
+    """Keep the invariant: with no objects row, the newest version comes back into it unless it
+    is a delete marker."""
+    if _current(txn.conn, bucket, key) is not None:
+        return
+    top = _top_row(txn.conn, bucket, key)
+    if top is not None and not top.delete_marker:
+        where, params = _by_id(bucket, key, top.version_id or NULL)
+        txn.conn.execute(f"DELETE FROM versions WHERE {where}", params)
+        assert top.seq is not None
+        _set_current(txn, top, top.seq)
 
 
 def set_state(txn: Txn, bucket: str, mode: str) -> None:
