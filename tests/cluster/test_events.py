@@ -67,6 +67,8 @@ def all_kinds() -> list[ReplicationEvent]:
             PutObject(**common, meta=ObjectMeta("bkt", "plain", "v", 0, "e", 1.0), created=HLCTimestamp(1, 0, "x")),
             DeleteObject(**common, object_key="k/\udcff"),
             CreateBucket(**common, owner_id="o", region="us-east-1", creation_date=123.25),
+            CreateBucket(**common, owner_id="o", region="r", creation_date=1.0,
+                         configs={"versioning": b"Enabled", "object-lock": b'{"enabled":true}'}),
             DeleteBucket(**common),
             PutBucketPolicy(**common, document=b'{"Version":"2012-10-17"}'),
             DeleteBucketPolicy(**common),

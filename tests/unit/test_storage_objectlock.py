@@ -339,3 +339,20 @@ def test_lifecycle_deletion_meets_the_same_lock(env: Env) -> None:
         for m in (old, cur):
             assert await store.get_object(b, "k", m.version_id) is not None
     loop.run_until_complete(main())
+
+
+def test_a_bucket_is_born_with_its_lock_or_not_at_all(env: Env) -> None:
+    loop, store = env
+
+    async def run() -> None:
+        born = await store.create_bucket("born-locked", "o", "r", {
+            VERSIONING: b"Enabled", OBJECT_LOCK: LockConfig().encode()})
+        info = await store.get_bucket("born-locked")
+        assert info is not None and info.configs == born.configs
+        assert set(info.configs) == {VERSIONING, OBJECT_LOCK}
+        # A lock without versioning is refused, and the bucket is not created either: one
+        # transaction, so no crash can leave it half made.
+        with pytest.raises(InvalidBucketState):
+            await store.create_bucket("never", "o", "r", {OBJECT_LOCK: LockConfig().encode()})
+        assert await store.get_bucket("never") is None
+    loop.run_until_complete(run())

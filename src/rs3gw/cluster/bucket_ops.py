@@ -61,17 +61,22 @@ class BucketOps:
         await self._coord.ship(ev, others, need - 1)
         return ev
 
-    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
+    async def create_bucket(self, name: str, owner_id: str, region: str,
+                            configs: dict[str, bytes] | None = None) -> BucketInfo:
         existing = await self._local.get_bucket(name)
         if existing is not None:
             raise BucketExists(existing.owner_id)
         created = time.time()
+        docs = dict(configs or {})      # born with them, on every node (CreateBucket carries them)
         await self._bucket_write(
             "bucket", name,
             lambda v: CreateBucket(event_id=v.hlc, bucket=name, vector=v.vector, created=v.created,
-                                   owner_id=owner_id, region=region, creation_date=created),
-            False, lambda judge: self._local.apply_bucket(name, owner_id, region, created, judge))
-        return BucketInfo(name=name, owner_id=owner_id, region=region, created=created)
+                                   owner_id=owner_id, region=region, creation_date=created,
+                                   configs=docs),
+            False, lambda judge: self._local.apply_bucket(name, owner_id, region, created, judge,
+                                                          docs))
+        return BucketInfo(name=name, owner_id=owner_id, region=region, created=created,
+                          configs=docs)
 
     async def delete_bucket(self, name: str) -> None:
         if await self._local.get_bucket(name) is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
@@ -281,18 +281,27 @@ class CreateBucket(ReplicationEvent):
     owner_id: str
     region: str
     creation_date: float        # epoch seconds, as BucketInfo.created
+    # Configuration documents the bucket is born with (object lock and its versioning state).
+    configs: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def etag(self) -> str:
         return f"{self.owner_id}/{self.region}"
 
     def _encode_fields(self) -> dict[str, Any]:
-        return {"own": self.owner_id, "rg": self.region, "cd": self.creation_date}
+        out: dict[str, Any] = {"own": self.owner_id, "rg": self.region, "cd": self.creation_date}
+        if self.configs:
+            out["cfg"] = dict(self.configs)
+        return out
 
     @classmethod
     def _decode_fields(cls, d: dict[str, Any]) -> dict[str, Any]:
+        cfg = _want(d, "cfg", dict, "CreateBucket configs") if "cfg" in d else {}
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in cfg.items()):
+            raise EventDecodeError("CreateBucket configs: kind -> document bytes expected")
         return {"owner_id": _want(d, "own", str, "owner"), "region": _want(d, "rg", str, "region"),
-                "creation_date": float(_want(d, "cd", (int, float), "creation date"))}
+                "creation_date": float(_want(d, "cd", (int, float), "creation date")),
+                "configs": cfg}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -218,7 +218,7 @@ class Receiver:
             return await store.apply_tombstone(ev.bucket, ev.key, judge, ev.version_id)
         if isinstance(ev, CreateBucket):
             return await store.apply_bucket(ev.bucket, ev.owner_id, ev.region, ev.creation_date,
-                                            judge)
+                                            judge, ev.configs)
         if isinstance(ev, DeleteBucket):
             return await store.apply_bucket_delete(ev.bucket, judge)
         if isinstance(ev, (PutBucketPolicy, PutBucketTagging)):

@@ -109,8 +109,9 @@ class ClusterStore:
     async def list_buckets(self) -> list[BucketInfo]:
         return await self.local.list_buckets()
 
-    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
-        return await self._buckets.create_bucket(name, owner_id, region)
+    async def create_bucket(self, name: str, owner_id: str, region: str,
+                            configs: dict[str, bytes] | None = None) -> BucketInfo:
+        return await self._buckets.create_bucket(name, owner_id, region, configs)
 
     async def delete_bucket(self, name: str) -> None:
         await self._buckets.delete_bucket(name)

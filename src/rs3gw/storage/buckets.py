@@ -32,13 +32,19 @@ def list_buckets(conn: sqlite3.Connection) -> list[BucketInfo]:
                        configs=configs.get(r[0], {})) for r in rows]
 
 
-def create_bucket(txn: Txn, name: str, owner_id: str, region: str) -> BucketInfo:
+def create_bucket(txn: Txn, name: str, owner_id: str, region: str,
+                  configs: dict[str, bytes] | None = None) -> BucketInfo:
+    """``configs``: documents the bucket is born with, in the same transaction (a bucket made
+    with object lock never exists, even after a crash, without its lock)."""
     row = txn.conn.execute("SELECT owner_id FROM buckets WHERE name = ?", (name,)).fetchone()
     if row is not None:
         raise BucketExists(row[0])
     txn.conn.execute("INSERT INTO buckets(name, owner_id, region, created) VALUES (?,?,?,?)",
                      (name, owner_id, region, txn.now))
-    return BucketInfo(name=name, owner_id=owner_id, region=region, created=txn.now)
+    for kind, value in (configs or {}).items():
+        set_bucket_config(txn, name, kind, value)
+    return BucketInfo(name=name, owner_id=owner_id, region=region, created=txn.now,
+                      configs=dict(configs or {}))
 
 
 def delete_bucket(txn: Txn, name: str) -> None:

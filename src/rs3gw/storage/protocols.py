@@ -74,7 +74,11 @@ class ObjectStore(Protocol):
     """Every operation an S3 handler runs."""
 
     # --- buckets ---
-    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo: ...
+    async def create_bucket(self, name: str, owner_id: str, region: str,
+                            configs: dict[str, bytes] | None = None) -> BucketInfo:
+        """``configs``: configuration documents the bucket is created with, atomically (object
+        lock and its versioning state)."""
+        ...
 
     async def get_bucket(self, name: str) -> BucketInfo | None: ...
 
@@ -245,7 +249,7 @@ class ReplicaStore(ObjectStore, Protocol):
         ...
 
     async def apply_bucket(self, name: str, owner_id: str, region: str, created: float,
-                           judge: Judge) -> bool: ...
+                           judge: Judge, configs: dict[str, bytes] | None = None) -> bool: ...
 
     async def apply_bucket_delete(self, name: str, judge: Judge) -> bool:
         """Drop the bucket with whatever this node still holds in it (the coordinator checked

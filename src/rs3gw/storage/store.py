@@ -346,9 +346,11 @@ class LocalStore:
                 self._bucket_cache.clear()
             self._bucket_cache[info.name] = dataclasses.replace(info, configs=dict(info.configs))
 
-    async def create_bucket(self, name: str, owner_id: str, region: str) -> BucketInfo:
+    async def create_bucket(self, name: str, owner_id: str, region: str,
+                            configs: dict[str, bytes] | None = None) -> BucketInfo:
         return await self._write(functools.partial(buckets.create_bucket, name=name,
-                                                   owner_id=owner_id, region=region),
+                                                   owner_id=owner_id, region=region,
+                                                   configs=configs),
                                  buckets_changed=True)
 
     async def get_bucket(self, name: str) -> BucketInfo | None:
@@ -694,11 +696,11 @@ class LocalStore:
         return bool(taken)
 
     async def apply_bucket(self, name: str, owner_id: str, region: str, created: float,
-                           judge: Judge) -> bool:
+                           judge: Judge, configs: dict[str, bytes] | None = None) -> bool:
         taken, _ = await self._apply_versioned(
             "bucket", name, "", judge,
             functools.partial(versioned.create_bucket_replica, name=name, owner_id=owner_id,
-                              region=region, created=created))
+                              region=region, created=created, configs=configs))
         return taken
 
     async def apply_bucket_delete(self, name: str, judge: Judge) -> bool:

@@ -216,9 +216,12 @@ def set_bucket_config_replica(txn: Txn, bucket: str, kind: str, value: bytes | N
     buckets.set_bucket_config(txn, bucket, kind, value, check=False)
 
 
-def create_bucket_replica(txn: Txn, name: str, owner_id: str, region: str, created: float) -> None:
+def create_bucket_replica(txn: Txn, name: str, owner_id: str, region: str, created: float,
+                          configs: dict[str, bytes] | None = None) -> None:
     txn.conn.execute("INSERT OR REPLACE INTO buckets(name, owner_id, region, created) "
                      "VALUES (?,?,?,?)", (name, owner_id, region, created))
+    for kind, value in (configs or {}).items():
+        buckets.set_bucket_config(txn, name, kind, value, check=False)
 
 
 def delete_bucket_replica(txn: Txn, name: str) -> None:

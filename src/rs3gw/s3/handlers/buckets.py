@@ -59,22 +59,16 @@ async def create_bucket(ctx: Ctx, _: BucketInfo | None) -> Response:
             raise S3Error("IllegalLocationConstraintException",
                           f"The {loc} location constraint is incompatible for the region "
                           f"specific endpoint this request was sent to.")
+    # Object lock: the bucket is born with versioning Enabled and the lock, in one transaction
+    # (versioning first: the store refuses a lock on a bucket without it).
+    configs = ({VERSIONING: b"Enabled", OBJECT_LOCK: LockConfig().encode()} if lock == "true"
+               else None)
     try:
-        await ctx.store.create_bucket(name, ctx.owner_id, region)
+        await ctx.store.create_bucket(name, ctx.owner_id, region, configs)
     except BucketExists as e:
         if e.owner_id == ctx.owner_id:
             raise S3Error("BucketAlreadyOwnedByYou", BucketName=name) from e
         raise S3Error("BucketAlreadyExists", BucketName=name) from e
-    if lock == "true":
-        # Versioning first: the store refuses object lock on a bucket without it. If either
-        # write fails the bucket goes again, so it never exists without the lock it was asked
-        # with (a crash in between can still leave it, unlocked and empty).
-        try:
-            await ctx.store.set_bucket_config(name, VERSIONING, b"Enabled")
-            await ctx.store.set_bucket_config(name, OBJECT_LOCK, LockConfig().encode())
-        except BaseException:
-            await ctx.store.delete_bucket(name)
-            raise
     return empty_response(200, [("Location", "/" + name)])
 
 
