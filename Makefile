@@ -16,7 +16,7 @@ DEPS_INPUTS := pyproject.toml setup.py $(shell find src/_core -type f -not -path
 PYTEST_FAST := -m "not slow and not clients"
 
 .PHONY: help deps apt serve test test-fast test-matrix matrix lint build clean bench-core bench \
-	bench-cluster bench-versioning docs-graphs
+	bench-cluster bench-versioning bench-lifecycle docs-graphs
 
 help:
 	@echo "make serve      run the gateway (RS3GW_* env passes through)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench      end-to-end load runs against nginx and moto (writes benchmarks/results/)"
 	@echo "make bench-cluster  a 3-node cluster, A/B of two settings or checkouts (BENCH_ARGS)"
 	@echo "make bench-versioning  versioned vs unversioned buckets; ListObjectVersions at 1k-100k"
+	@echo "make bench-lifecycle   GET 4 KiB while the lifecycle scanner walks a bucket vs idle"
 	@echo "make docs-graphs    redraw docs/architecture/*.dot|svg from the code's imports"
 	@echo "make deps       system packages + .venv + editable install (done by the targets above)"
 
@@ -85,6 +86,9 @@ bench: deps
 # to 100k versions (writes benchmarks/results/versioning.json; about 10 minutes).
 bench-versioning: deps
 	$(PY) benchmarks/bench_versioning.py $(BENCH_ARGS)
+
+bench-lifecycle: deps
+	$(PY) benchmarks/bench_lifecycle.py $(BENCH_ARGS)
 
 # A 3-node cluster on this machine, settings A against B (e.g. BENCH_ARGS="--a PYTHONPATH=/old/src").
 bench-cluster: deps
