@@ -110,6 +110,29 @@ def _wait_ready(log: Path, proc: subprocess.Popen[bytes], deadline: float) -> No
     raise AssertionError("crash writer never became ready")
 
 
+def _run_until_killed(root: Path, log: Path, rnd_no: int, rnd: random.Random,
+                      env: dict[str, str], pause: tuple[float, float]) -> str:
+    """One round: the crash writer runs on ``root`` and is SIGKILLed a random moment (within
+    ``pause``) after it is ready; its log's text."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "crash_writer.py"), str(root), str(log),
+         str((rnd_no + 1) * 100_000), str(rnd.randrange(1 << 30))],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(log, proc, time.monotonic() + 20)
+        time.sleep(rnd.uniform(*pause))
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    return log.read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["uring", "threads"])
 def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path, kind: str) -> None:
@@ -122,23 +145,7 @@ def test_sigkill_leaves_each_key_old_or_new(tmp_path: Path, kind: str) -> None:
     inline_seen = 0
     for rnd_no in range(ROUNDS):
         log = tmp_path / f"log{rnd_no}"
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "crash_writer.py"), str(root), str(log),
-             str((rnd_no + 1) * 100_000), str(rnd.randrange(1 << 30))],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _wait_ready(log, proc, time.monotonic() + 20)
-            time.sleep(rnd.uniform(0.0, 0.4))
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
-        text = log.read_text()
+        text = _run_until_killed(root, log, rnd_no, rnd, env, (0.0, 0.4))
         acked_total += text.count("\nA\t")
         allowed = parse_log(text, known)
         known = asyncio.run(_check_store(root, allowed, kind))
@@ -236,23 +243,7 @@ def test_sigkill_leaves_every_version_whole_or_absent(tmp_path: Path) -> None:
     acked_total = 0
     for rnd_no in range(ROUNDS // 2):
         log = tmp_path / f"log{rnd_no}"
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "crash_writer.py"), str(root), str(log),
-             str((rnd_no + 1) * 100_000), str(rnd.randrange(1 << 30))],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _wait_ready(log, proc, time.monotonic() + 20)
-            time.sleep(rnd.uniform(0.05, 0.5))
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
-        text = log.read_text()
+        text = _run_until_killed(root, log, rnd_no, rnd, env, (0.05, 0.5))
         acked_total += text.count("\nA\t")
         present, inflight = parse_versioned_log(text, known)
         known = asyncio.run(_check_versions(root, present, inflight, "uring"))

@@ -555,20 +555,28 @@ class ClusterStore:
         local = await self.local.list_objects(bucket, prefix=prefix, delimiter=delimiter,
                                               after=after, max_keys=max_keys)
         pages = [local]
-        peers = [n for n in self._topology.others() if self._topology.live(n)]
         req = ListObjects(bucket=bucket, prefix=prefix, delimiter=delimiter, after=after,
                           max_keys=max_keys)
+        for g in await self._ask_live_peers(req):
+            assert isinstance(g, ObjectsPage)
+            pages.append(ListPage(list(g.entries), list(g.prefixes), g.truncated, None))
+        return merge_pages(pages, max_keys)
+
+    async def _ask_live_peers(self, req: ListObjects | ListVersions) -> list[Any]:
+        """The listing replies of every live peer at once; a peer without the bucket (its
+        CreateBucket still on its way) or that fails is left out of the merge."""
+        peers = [n for n in self._topology.others() if self._topology.live(n)]
         got = await asyncio.gather(*(self._peers.call(n, req) for n in peers),
                                    return_exceptions=True)
+        out = []
         for n, g in zip(peers, got, strict=True):
             if isinstance(g, RemoteError) and g.code == "NoSuchBucket":
                 continue
             if isinstance(g, BaseException):
-                log.debug("listing on %s failed: %s", n, g)
+                log.debug("%s on %s failed: %s", type(req).__name__, n, g)
                 continue
-            assert isinstance(g, ObjectsPage)
-            pages.append(ListPage(list(g.entries), list(g.prefixes), g.truncated, None))
-        return merge_pages(pages, max_keys)
+            out.append(g)
+        return out
 
     async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                                    key_marker: str = "", version_id_marker: str = "",
@@ -600,17 +608,9 @@ class ClusterStore:
             version_id_marker=version_id_marker if order is None else "", max_keys=max_keys,
             marker_order=order)
         pages = [(local.entries, local.common_prefixes, local.is_truncated)]
-        peers = [n for n in self._topology.others() if self._topology.live(n)]
         req = ListVersions(bucket=bucket, prefix=prefix, delimiter=delimiter,
                            key_marker=key_marker, marker_order=order, max_keys=max_keys)
-        got = await asyncio.gather(*(self._peers.call(n, req) for n in peers),
-                                   return_exceptions=True)
-        for n, g in zip(peers, got, strict=True):
-            if isinstance(g, RemoteError) and g.code == "NoSuchBucket":
-                continue
-            if isinstance(g, BaseException):
-                log.debug("version listing on %s failed: %s", n, g)
-                continue
+        for g in await self._ask_live_peers(req):
             assert isinstance(g, VersionsPage)
             pages.append((list(g.entries), list(g.prefixes), g.truncated))
         return merge_version_pages(pages, max_keys)
